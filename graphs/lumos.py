@@ -10,17 +10,16 @@ the loop, so a model that never says stop ends with a final state saying so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
-from lumos_graph.actions import Action, ActionSet
+from lumos_graph.actions import ActionSet
 from lumos_graph.errors import ConfigError
 from lumos_graph.nodes import (
     AgentSpec,
@@ -34,10 +33,9 @@ from lumos_graph.nodes import (
     route_after_plan,
 )
 from lumos_graph.state import LumosState
+from lumos_graph.toolsets import ToolLike, create_actions
 
 __all__ = ["build_lumos_graph", "create_lumos_agent"]
-
-ActionLike = Action | BaseTool | Callable[..., Any]
 
 
 def build_lumos_graph(spec: AgentSpec) -> StateGraph:
@@ -62,7 +60,7 @@ def create_lumos_agent(
     *,
     planner: BaseChatModel | str | None = None,
     grounder: BaseChatModel | str | None = None,
-    actions: ActionSet | Sequence[ActionLike] | None = None,
+    actions: ActionSet | str | Sequence[ToolLike] | None = None,
     mode: Literal["onepass", "iterative"] = "onepass",
     max_subgoals: int = 8,
     max_actions: int = 24,
@@ -80,8 +78,12 @@ def create_lumos_agent(
             ``hf:owner/repo/file.gguf``). ``None`` loads the default preset.
         planner: the planning module's model, if different from ``model``.
         grounder: the grounding module's model, if different from ``model``.
-        actions: the action set; an ``ActionSet``, or a list of actions, LangChain tools and
-            typed functions. Defaults to the LUMOS maths actions.
+        actions: the action set: an ``ActionSet`` (see
+            :func:`~lumos_graph.toolsets.create_actions`), tool set names (``"maths,qa"``), or
+            a list of names, actions, LangChain tools and typed functions. Defaults to the
+            LUMOS maths actions. With a ``QA`` action (complex QA), the final answer is formed
+            by the grounder's model from the intermediate results, and iterative grounding
+            turns list earlier results, as in LUMOS.
         mode: ``"onepass"`` (plan all, ground all, execute) or ``"iterative"``.
         max_subgoals: cap on subgoals.
         max_actions: cap on executed actions.
@@ -103,13 +105,18 @@ def create_lumos_agent(
         raise ConfigError(f"mode must be 'onepass' or 'iterative', not {mode!r}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
     shared = _chat_model(model) if (planner is None or grounder is None) else None
+    grounding_model = _chat_model(grounder) if grounder is not None else shared
+    action_set = _action_set(actions, grounding_model)  # type: ignore[arg-type]
+    complex_qa = "QA" in action_set.names
     spec = AgentSpec(
         mode=mode,
         planner=_chat_model(planner) if planner is not None else shared,  # type: ignore[arg-type]
-        grounder=_chat_model(grounder) if grounder is not None else shared,  # type: ignore[arg-type]
-        actions=_action_set(actions),
+        grounder=grounding_model,  # type: ignore[arg-type]
+        actions=action_set,
         caps=caps,
         use_grammar=use_grammar,
+        answerer=grounding_model if complex_qa else None,
+        grounding_context=complex_qa,
     )
     graph = build_lumos_graph(spec).compile(
         checkpointer=checkpointer, name=name or f"lumos-{mode}"
@@ -129,21 +136,9 @@ def _chat_model(model: BaseChatModel | str | None) -> BaseChatModel:
     raise ConfigError(f"a model must be a BaseChatModel or a model spec string, not {model!r}")
 
 
-def _action_set(actions: ActionSet | Sequence[ActionLike] | None) -> ActionSet:
-    if actions is None:
-        from lumos_graph.tools.maths import math_actions
-
-        return math_actions()
+def _action_set(
+    actions: ActionSet | str | Sequence[ToolLike] | None, model: BaseChatModel
+) -> ActionSet:
     if isinstance(actions, ActionSet):
         return actions
-    converted = []
-    for item in actions:
-        if isinstance(item, Action):
-            converted.append(item)
-        elif isinstance(item, BaseTool):
-            converted.append(Action.from_tool(item))
-        elif callable(item):
-            converted.append(Action.from_function(item))
-        else:
-            raise ConfigError(f"not an action, LangChain tool or function: {item!r}")
-    return ActionSet(converted)
+    return create_actions("maths" if actions is None else actions, model=model)

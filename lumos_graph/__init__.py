@@ -40,12 +40,15 @@ __all__ = [
     "ToolError",
     "Value",
     "build_lumos_graph",
+    "create_actions",
     "create_chat_model",
     "create_lumos_agent",
     "list_presets",
     "math_actions",
+    "qa_actions",
     "resolve_model",
     "run_report",
+    "sql_actions",
 ]
 
 __version__ = "0.1.0"
@@ -65,6 +68,9 @@ _LAZY = {
     "list_presets": "models",
     "resolve_model": "models",
     "math_actions": "tools.maths",
+    "qa_actions": "tools.qa",
+    "sql_actions": "tools.sql",
+    "create_actions": "toolsets",
 }
 
 

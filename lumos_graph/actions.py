@@ -61,6 +61,7 @@ class Action:
         variadic: the last parameter takes any number of comma-separated arguments.
         expression_args: earlier results are substituted as expressions, parenthesized when
             compound (``2*(1/3)``), instead of as plain text. Set for maths actions.
+        needs_images: the executor also takes ``images=``, the run's input images (VQA).
     """
 
     name: str
@@ -69,6 +70,7 @@ class Action:
     executor: Callable[..., Any] = field(repr=False, compare=False)
     variadic: bool = False
     expression_args: bool = False
+    needs_images: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -151,9 +153,12 @@ class ActionSet(Sequence[Action]):
         actions: the actions, in the order the prompt lists them.
         listing: an exact action list text to show instead of the generated one (the released
             LUMOS checkpoints were trained on texts with quirks worth keeping byte for byte).
+        notes: text the grounding prompt shows after the action list, e.g. a database schema.
     """
 
-    def __init__(self, actions: Iterable[Action], *, listing: str | None = None) -> None:
+    def __init__(
+        self, actions: Iterable[Action], *, listing: str | None = None, notes: str = ""
+    ) -> None:
         self._actions = tuple(actions)
         names = [a.name for a in self._actions]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -163,6 +168,7 @@ class ActionSet(Sequence[Action]):
             raise ConfigError("an action set needs at least one action")
         self._by_name = {a.name: a for a in self._actions}
         self._listing = listing
+        self.notes = notes.strip()
 
     def __getitem__(self, index: int) -> Action:  # type: ignore[override]
         return self._actions[index]
@@ -174,7 +180,11 @@ class ActionSet(Sequence[Action]):
         return iter(self._actions)
 
     def __add__(self, other: Iterable[Action]) -> ActionSet:
-        return ActionSet([*self._actions, *other])
+        """Both sets' actions in order; an equal action in both (the ``Calculator`` of two tool
+        sets) is kept once, two different actions of one name are a ConfigError."""
+        extra = [a for a in other if self._by_name.get(a.name) != a]
+        notes = [n for n in (self.notes, getattr(other, "notes", "")) if n]
+        return ActionSet([*self._actions, *extra], notes="\n".join(notes))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -186,9 +196,9 @@ class ActionSet(Sequence[Action]):
         return self._by_name.get(name)
 
     def listing(self) -> str:
-        """The action list text of the grounding prompt (two lines, LUMOS format)."""
+        """The action list text of the grounding prompt (two lines, LUMOS format, then notes)."""
         if self._listing is not None:
-            return self._listing
+            return self._listing + (f"\n{self.notes}" if self.notes else "")
         quoted = [f"'{n}'" for n in self.names]
         if len(quoted) == 1:
             names = quoted[0]
@@ -197,4 +207,5 @@ class ActionSet(Sequence[Action]):
         else:
             names = ", ".join(quoted[:-1]) + f", and {quoted[-1]}"
         docs = "; ".join(a.doc for a in self._actions)
-        return f"The available action list is {names}.\n{docs}."
+        text = f"The available action list is {names}.\n{docs}."
+        return text + (f"\n{self.notes}" if self.notes else "")

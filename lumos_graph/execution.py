@@ -8,7 +8,7 @@ the model can read. Nothing raises at the caller.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from . import protocol
 from .actions import ActionSet, as_values
@@ -32,8 +32,11 @@ def run_action(
     variables: Mapping[str, str],
     *,
     subgoal: int | None = None,
+    images: Sequence[str | bytes] = (),
 ) -> tuple[ActionRecord, dict[str, str]]:
     """Execute one parsed action.
+
+    ``images`` (the run's input images) reach only actions with ``needs_images`` set.
 
     Returns:
         The record of the action and the new values of its output variables (empty on error).
@@ -72,7 +75,8 @@ def run_action(
         return record, {}
     started = time.perf_counter()
     try:
-        values = as_values(action.executor(*resolved))
+        extra = {"images": list(images)} if action.needs_images else {}
+        values = as_values(action.executor(*resolved, **extra))
     except Exception as exc:  # noqa: BLE001 - a tool failure is an observation, never a crash
         record["error"] = describe_error(exc)
         return record, {}

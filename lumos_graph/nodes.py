@@ -69,6 +69,10 @@ class AgentSpec:
     actions: ActionSet
     caps: Caps = Caps()
     use_grammar: bool = True
+    # QA tasks (LUMOS): the final answer is formed by this model from the intermediate QA
+    # results, and iterative grounding turns list the results of earlier subgoals
+    answerer: BaseChatModel | None = None
+    grounding_context: bool = False
 
 
 # ---- model calls -----------------------------------------------------------------------------
@@ -84,11 +88,14 @@ def _messages(turns: Sequence[dict[str, str]]) -> list[AnyMessage]:
 def _call(
     spec: AgentSpec, model: BaseChatModel, turns: Sequence[dict[str, str]], grammar: str
 ) -> tuple[str | None, Usage, str | None]:
-    """Invoke a role's model on a conversation; returns (text, usage, error)."""
+    """Invoke a role's model on a conversation; returns (text, usage, error).
+
+    An empty ``grammar`` decodes freely (answers in words).
+    """
     kwargs: dict[str, Any] = {"stop": ["\n"]}
     if spec.caps.max_tokens is not None:
         kwargs["max_tokens"] = spec.caps.max_tokens
-    if spec.use_grammar and getattr(model, "accepts_grammar", False):
+    if grammar and spec.use_grammar and getattr(model, "accepts_grammar", False):
         kwargs["grammar"] = grammar
     started = time.perf_counter()
     usage: Usage = {
@@ -135,6 +142,7 @@ def _few_shot(spec: AgentSpec, model: BaseChatModel, module: str) -> list[dict[s
         spec.mode,
         spec.actions.listing(),
         set(spec.actions.names),
+        grounding_context=spec.grounding_context,
     )
 
 
@@ -190,8 +198,9 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
         user = protocol.ground_first_onepass(state["task"], listing, subgoals)
     else:
         label = protocol.subgoal_text(len(subgoals), subgoals[-1])
+        earlier = state.get("results", []) if spec.grounding_context else []
         user = (
-            protocol.ground_next(label) if turns
+            protocol.ground_next(label, earlier) if turns
             else protocol.ground_first(state["task"], listing, label)
         )
     new = [{"role": "user", "content": user}]
@@ -222,7 +231,9 @@ def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
             break
         # re-parsing our own rendering of an already parsed call cannot fail
         call = protocol.parse_actions(text)[0]
-        record, values = run_action(call, spec.actions, variables, subgoal=subgoal)
+        record, values = run_action(
+            call, spec.actions, variables, subgoal=subgoal, images=state.get("images", [])
+        )
         records.append(record)
         variables.update(values)
         if record["error"]:
@@ -241,17 +252,65 @@ def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
 
 
 def answer(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
-    """Form the final answer: the value of the last successful action (LUMOS maths)."""
+    """Form the final answer.
+
+    The value of the last successful action (LUMOS maths), or, with an ``answerer`` model
+    (LUMOS QA), that model's short answer to the task from the intermediate results.
+    """
     records = state.get("actions", [])
     if spec.mode == "onepass" and records and records[-1]["error"]:
         return {"status": "failed", "answer": None,
                 "reason": f"the last action failed: {records[-1]['error']}"}
+    if spec.answerer is not None:
+        return _answer_from_findings(state, spec, records)
     for record in reversed(records):
         if record["error"] is None and record["outputs"]:
             value = state.get("variables", {}).get(record["outputs"][-1])
             if value is not None:
                 return {"status": "answered", "answer": value, "reason": "the plan was carried out"}
     return {"status": "failed", "answer": None, "reason": "no action produced a result"}
+
+
+def _answer_from_findings(
+    state: LumosState, spec: AgentSpec, records: Sequence[ActionRecord]
+) -> dict[str, Any]:
+    findings = _findings(records)
+    if not findings:
+        return {"status": "failed", "answer": None, "reason": "no action produced a result"}
+    if not _calls_left(state, spec):
+        return _cap(f"model-call cap ({spec.caps.max_model_calls}) reached before answering")
+    assert spec.answerer is not None
+    prompt = protocol.final_answer_prompt(state["task"], findings)
+    text, usage, error = _call(spec, spec.answerer, prompt, grammar="")
+    if text is None:
+        return {"usage": usage, **_end("failed", f"the answer model failed: {error}")}
+    final = protocol.parse_short_answer(text)
+    if final is None:
+        return {"usage": usage, **_end("failed", "the findings do not answer the task")}
+    return {"usage": usage, "status": "answered", "answer": final,
+            "reason": "answered from the intermediate results"}
+
+
+def _findings(records: Sequence[ActionRecord]) -> list[tuple[str, str]]:
+    """(question, result) pairs for the answer step: QA-like results, then the last result.
+
+    Retrieval results (passages) are left out: the QA actions already read them.
+    """
+    ok = [r for r in records if r["error"] is None and r["result"]]
+    asked = [r for r in ok if r["tool"] in _ANSWERING_TOOLS]
+    if ok and ok[-1] not in asked and ok[-1]["tool"] not in _RETRIEVAL_TOOLS:
+        asked.append(ok[-1])
+    pairs = []
+    for r in asked:
+        question = r["resolved_args"][-1] if r["tool"] in _ANSWERING_TOOLS else (
+            f"{r['tool']}({', '.join(r['resolved_args'])})")
+        question = question.removeprefix("Question:").strip()
+        pairs.append((question, ", ".join(r["result"] or [])))
+    return pairs
+
+
+_ANSWERING_TOOLS = {"QA", "VQA"}
+_RETRIEVAL_TOOLS = {"KnowledgeQuery", "ParagraphRetrieve"}
 
 
 # ---- routers ---------------------------------------------------------------------------------

@@ -30,9 +30,12 @@ __all__ = [
     "PromptFormat",
     "Turn",
     "feedback",
+    "final_answer_prompt",
     "parse_actions",
     "parse_decision",
     "parse_plan",
+    "parse_short_answer",
+    "qa_prompt",
     "render_actions",
     "split_args",
     "substitute",
@@ -89,6 +92,35 @@ GROUND_NEXT = _template("Subgoal to be grounded: ${subgoal}")
 PLAN_FEEDBACK = _template("The executed result for Subgoal ${k} is ${result}. Should we stop planning?")
 GROUNDING_CONTEXT = _template(" The grounding could be based on the following results: ${results}")
 GROUNDING_CONTEXT_ITEM = _template("The execution result for Subgoal ${k} is ${result}.")
+
+# The complex-QA action list exactly as the LUMOS complex_qa checkpoints saw it (the
+# duplicated Calculator entry included).
+QA_LISTING = (
+    "The available action list is 'KnowledgeQuery', 'ParagraphRetrieve', 'QA', 'Calculator', "
+    "and 'Code'.\nCalculator(formula): Calculate the input formula; KnowledgeQuery(query): "
+    "Capture the relevant webpages according to the query; ParagraphRetrieve(context, query): "
+    "Given a query, retrieve the most relevant paragraphs from the given context; "
+    "QA(context, query): Given context, answer the given query; Calculator(formula): "
+    "Calculate the input formula; Code(pseudo_code): Generate a Python function that "
+    "corresponds to the pseudo code."
+)
+
+# The QA action (reading comprehension by the local model) and the final answer of QA tasks,
+# which LUMOS forms with an LLM from the intermediate QA results.
+NO_ANSWER = "no answer"
+QA_SYSTEM = _template(
+    "You answer questions in a few words: a name, a number, a date, yes or no. No sentences."
+)
+QA_WITH_CONTEXT = _template(
+    "Context:\n${context}\n\nQuestion: ${question}\nAnswer in a few words, using only the "
+    "context. If the context does not hold the answer, reply: " + NO_ANSWER
+)
+QA_WITHOUT_CONTEXT = _template("Question: ${question}\nAnswer in a few words.")
+FINAL_ANSWER = _template(
+    "Task: ${task}\nFindings:\n${findings}\nGive the final answer to the task in a few words, "
+    "based on the findings."
+)
+FINDING = _template("- ${question}: ${result}")
 SYSTEM = {
     "plan": _template(
         "You are the planning module of a LUMOS agent. Break the task into subgoals that "
@@ -143,6 +175,37 @@ EXAMPLES: tuple[Example, ...] = (
         ),
         actions=("R1 = Calculator(32 - 4)", "R2 = Calculator(R1 / 2)", "R3 = Calculator(R1 - R2)"),
         results=("28", "14", "14"),
+    ),
+    Example(  # complex QA, in the shape of LUMOS's StrategyQA/HotpotQA annotations
+        task="Is the Nile longer than the Amazon River?",
+        subgoals=(
+            "Obtain the length of the Nile.",
+            "Obtain the length of the Amazon River.",
+            "Determine whether the Nile is longer than the Amazon River.",
+        ),
+        actions=(
+            "R1 = KnowledgeQuery(Nile); R2 = ParagraphRetrieve(R1, Query: How long is the "
+            "Nile?); R3 = QA([R2], Question: How long is the Nile?)",
+            "R4 = KnowledgeQuery(Amazon River); R5 = ParagraphRetrieve(R4, Query: How long is "
+            "the Amazon River?); R6 = QA([R5], Question: How long is the Amazon River?)",
+            "R7 = QA([R3, R6], Question: Is the Nile longer than the Amazon River?)",
+        ),
+        results=("6,650 km", "6,400 km", "yes"),
+    ),
+    Example(  # SQL: the schema of the real database follows the action list
+        task="How many customers live in Canada?",
+        subgoals=("Count the customers whose country is Canada.",),
+        actions=("R1 = SQLQuery(SELECT COUNT(*) FROM customers WHERE country = 'Canada')",),
+        results=("8",),
+    ),
+    Example(  # multimodal: VQA reads the image, QA answers from what it read
+        task="What does the sign in the image say?",
+        subgoals=("Read the text of the sign in the image.", "Answer what the sign says."),
+        actions=(
+            "R1 = VQA([IMG], Question: What does the sign say?)",
+            "R2 = QA([R1], Question: What does the sign say?)",
+        ),
+        results=("Text in the image: NO PARKING", "NO PARKING"),
     ),
 )
 
@@ -212,17 +275,19 @@ def feedback(k: int, result: str) -> str:
 
 def few_shot(
     module: Literal["plan", "ground"], mode: Literal["onepass", "iterative"], listing: str,
-    tools: set[str],
+    tools: set[str], *, grounding_context: bool = False,
 ) -> list[Turn]:
     """Worked conversations shown to instruct models before the real one.
 
     Only examples whose actions are all enabled are used, so an example never shows an action
-    the model is not allowed to emit.
+    the model is not allowed to emit; examples that use the domain's own actions (QA, SQL,
+    VQA) come first. ``grounding_context`` shows the complex-QA sentence of earlier results in
+    the iterative grounding turns, as the real turns will have it.
     """
     turns: list[Turn] = [{"role": "system", "content": _fill(SYSTEM[module])}]
-    for ex in EXAMPLES:
-        if not ex.tools <= tools:
-            continue
+    usable = [ex for ex in EXAMPLES if ex.tools <= tools]
+    usable.sort(key=lambda ex: not (ex.tools - _MATHS_TOOLS))  # stable: domain examples first
+    for ex in usable:
         n = len(ex.subgoals)
         labelled = [subgoal_text(k, s) for k, s in enumerate(ex.subgoals, 1)]
         if module == "plan" and mode == "onepass":
@@ -241,8 +306,45 @@ def few_shot(
         else:
             turns += [_user(ground_first(ex.task, listing, labelled[0])), _assistant(ex.actions[0])]
             for k in range(2, n + 1):
-                turns += [_user(ground_next(labelled[k - 1])), _assistant(ex.actions[k - 1])]
+                earlier = ex.results[: k - 1] if grounding_context else ()
+                turns += [
+                    _user(ground_next(labelled[k - 1], earlier)),
+                    _assistant(ex.actions[k - 1]),
+                ]
     return turns
+
+
+_MATHS_TOOLS = {"Calculator", "SetEquation", "SolveEquation", "Count", "SolveInequality", "Define"}
+
+
+def qa_prompt(context: str | None, question: str) -> list[Turn]:
+    """The QA action's conversation: a short answer from ``context``, or without one."""
+    user = (
+        _fill(QA_WITH_CONTEXT, context=context.strip(), question=question.strip())
+        if context and context.strip()
+        else _fill(QA_WITHOUT_CONTEXT, question=question.strip())
+    )
+    return [{"role": "system", "content": _fill(QA_SYSTEM)}, {"role": "user", "content": user}]
+
+
+def final_answer_prompt(task: str, findings: Sequence[tuple[str, str]]) -> list[Turn]:
+    """The answer step of QA tasks: the final answer from ``(question, result)`` findings."""
+    items = "\n".join(_fill(FINDING, question=q, result=r) for q, r in findings)
+    user = _fill(FINAL_ANSWER, task=task.strip(), findings=items)
+    return [{"role": "system", "content": _fill(QA_SYSTEM)}, {"role": "user", "content": user}]
+
+
+def parse_short_answer(text: str) -> str | None:
+    """A QA model's reply as a short answer; ``None`` when it says it has no answer."""
+    line = _first_line(text)
+    for prefix in ("Answer:", "answer:", "A:", "Final answer:"):
+        line = line.removeprefix(prefix).strip()
+    line = line.strip().strip('"').strip()
+    if line.endswith(".") and not line[:-1].rstrip().endswith(tuple("0123456789")):
+        line = line[:-1].rstrip()
+    if not line or NO_ANSWER in line.lower() or line.lower() in ("unknown", "none", "n/a"):
+        return None
+    return line
 
 
 def _user(text: str) -> Turn:

@@ -58,10 +58,13 @@ class ActionRecord(TypedDict):
 class LumosState(TypedDict, total=False):
     """State of the OnePass and Iterative LUMOS graphs.
 
-    Input: ``task`` (required). Output: ``answer``, ``status``, ``reason`` and the trace.
+    Input: ``task`` (required) and ``images`` (optional: file paths, ``http(s)``/``data:`` URLs
+    or raw bytes, for actions that look at images). Output: ``answer``, ``status``, ``reason``
+    and the trace.
     """
 
     task: str
+    images: list[str | bytes]
     subgoals: Annotated[list[str], operator.add]
     actions: Annotated[list[ActionRecord], operator.add]
     # exact values of result variables, substituted into later actions
