@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question with a LUMOS agent")
     ask.add_argument("question", help="the task, in quotes")
-    ask.add_argument("--mode", choices=("onepass", "iterative"), default="onepass",
-                     help="LUMOS formulation (default: onepass)")
+    ask.add_argument("--mode", choices=("onepass", "iterative"), default=None,
+                     help="LUMOS formulation (default: iterative with the qa or vqa tools, as "
+                          "LUMOS-I is the better QA agent; onepass otherwise)")
     ask.add_argument("--model", default="default",
                      help="preset name, path to a .gguf file, or hf:owner/repo/file.gguf")
     ask.add_argument("--planner-model", default=None, help="a different model for planning")
@@ -180,7 +181,7 @@ def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             with _Spinner(err, f"indexing {source}"):
                 report = kb.index_path(Path(source).expanduser())
             print(f"{source}: {report.summary()}", file=out)
-        print(f"{path}: {kb.count()} passages", file=out)
+        print(f"{path}: {kb.count()} documents, {kb.passage_count()} passages", file=out)
     finally:
         kb.close()
     return 0
@@ -213,6 +214,8 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     names = parse_tool_names(args.tools)
     if images and "vqa" not in names:
         names.append("vqa")  # an image is there to be looked at
+    if args.mode is None:
+        args.mode = "iterative" if {"qa", "vqa"} & set(names) else "onepass"
     built: list[Any] = []
 
     def build_actions(models: list[Any]) -> None:  # bad --db, --kb, ... fail before loading

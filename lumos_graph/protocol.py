@@ -280,13 +280,15 @@ def few_shot(
     """Worked conversations shown to instruct models before the real one.
 
     Only examples whose actions are all enabled are used, so an example never shows an action
-    the model is not allowed to emit; examples that use the domain's own actions (QA, SQL,
-    VQA) come first. ``grounding_context`` shows the complex-QA sentence of earlier results in
+    the model is not allowed to emit; when examples of the domain's own actions (QA, SQL,
+    VQA) fit, only those are shown (a small model copies the maths examples' Calculator
+    otherwise). ``grounding_context`` shows the complex-QA sentence of earlier results in
     the iterative grounding turns, as the real turns will have it.
     """
     turns: list[Turn] = [{"role": "system", "content": _fill(SYSTEM[module])}]
     usable = [ex for ex in EXAMPLES if ex.tools <= tools]
-    usable.sort(key=lambda ex: not (ex.tools - _MATHS_TOOLS))  # stable: domain examples first
+    domain = [ex for ex in usable if ex.tools - _MATHS_TOOLS]
+    usable = domain or usable  # a QA/SQL/VQA task is shown only its own domain's examples
     for ex in usable:
         n = len(ex.subgoals)
         labelled = [subgoal_text(k, s) for k, s in enumerate(ex.subgoals, 1)]

@@ -58,3 +58,28 @@ def test_eval_dataset_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     result = lumos("eval", str(wrong))
     assert result.returncode == 2
     assert "needs 'question' (a string)" in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("lumos-graph: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    for needle in needles:
+        assert needle in result.stderr
+    assert result.stdout == ""
+
+
+def test_tool_set_mistakes_are_one_line_errors_before_the_model_loads(tmp_path: Path) -> None:
+    _one_line_error(lumos("ask", "--tools", "maths,web", "Q?"), "unknown tool set 'web'")
+    _one_line_error(lumos("ask", "--tools", "sql", "How many tracks?"), "--db")
+    _one_line_error(lumos("ask", "--tools", "sql", "--db", str(tmp_path / "no.sqlite"), "Q?"),
+                    "no.sqlite")
+    _one_line_error(lumos("ask", "--image", str(tmp_path / "no.png"), "What is it?"), "no.png")
+    _one_line_error(lumos("ask", "--tools", "qa", "--kb", str(tmp_path / "none.sqlite"), "Q?"),
+                    "lumos-graph index")
+    _one_line_error(lumos("ask", "--tools", "vqa", "--vqa-model", str(tmp_path / "m.gguf"), "Q?"),
+                    "--vqa-mmproj")
+
+
+def test_index_needs_something_to_index(tmp_path: Path) -> None:
+    _one_line_error(lumos("index", "--kb", str(tmp_path / "kb.sqlite")), "--wiki")

@@ -20,6 +20,7 @@ import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def http_server(files: dict[str, tuple[bytes, str]]) -> Iterator[str]:
     """
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:  # the http.server API names it
             found = files.get(self.path)
             if found is None:
                 self.send_error(404)
@@ -96,7 +97,7 @@ def http_server(files: dict[str, tuple[bytes, str]]) -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -150,7 +151,13 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     # numpy shapes are (out, in): gguf reverses them into ggml's ne order
     writer.add_tensor("token_embd.weight", _weights(rng, n_vocab, TEXT_EMBD))
     writer.add_tensor("output_norm.weight", _ones(TEXT_EMBD))
-    writer.add_tensor("output.weight", _weights(rng, n_vocab, TEXT_EMBD))
+    # Only the printable-ASCII rows of the output projection are non-zero, so greedy decoding
+    # (whose best logit is positive for almost any hidden state) writes printable text and
+    # never a lone byte token, which llama-cpp-python would keep decoding past max_tokens
+    # while it waits for the rest of a UTF-8 character.
+    output = np.zeros((n_vocab, TEXT_EMBD), dtype=np.float32)
+    output[-95:] = _weights(rng, 95, TEXT_EMBD)
+    writer.add_tensor("output.weight", output)
     for i in range(n_layer):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", _ones(TEXT_EMBD))
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
@@ -162,7 +169,7 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     _finish(writer)
 
 
-def _write_projector(path: Path, rng: np.random.Generator) -> None:
+def _write_projector(path: Path, rng: np.random.Generator, out_dim: int) -> None:
     import gguf
 
     n_layer, n_head, n_ff = 2, 2, 64  # n_ff != VISION_EMBD: clip.cpp would "unswap" the FFN
@@ -174,7 +181,7 @@ def _write_projector(path: Path, rng: np.random.Generator) -> None:
     writer.add_uint32("clip.vision.attention.head_count", n_head)
     writer.add_uint32("clip.vision.feed_forward_length", n_ff)
     writer.add_uint32("clip.vision.block_count", n_layer)
-    writer.add_uint32("clip.vision.projection_dim", TEXT_EMBD)
+    writer.add_uint32("clip.vision.projection_dim", out_dim)
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
     writer.add_uint32("clip.vision.image_size", IMAGE_SIZE)
     writer.add_uint32("clip.vision.patch_size", PATCH_SIZE)
@@ -201,22 +208,30 @@ def _write_projector(path: Path, rng: np.random.Generator) -> None:
         writer.add_tensor(f"v.blk.{i}.ffn_down.weight", _weights(rng, VISION_EMBD, n_ff))
         writer.add_tensor(f"v.blk.{i}.ffn_down.bias", _weights(rng, VISION_EMBD))
     # LLaVA-1.5 projector: mm.0 (linear), GELU, mm.2 (linear) onto the text embedding
-    writer.add_tensor("mm.0.weight", _weights(rng, TEXT_EMBD, VISION_EMBD))
-    writer.add_tensor("mm.0.bias", _weights(rng, TEXT_EMBD))
-    writer.add_tensor("mm.2.weight", _weights(rng, TEXT_EMBD, TEXT_EMBD))
-    writer.add_tensor("mm.2.bias", _weights(rng, TEXT_EMBD))
+    writer.add_tensor("mm.0.weight", _weights(rng, out_dim, VISION_EMBD))
+    writer.add_tensor("mm.0.bias", _weights(rng, out_dim))
+    writer.add_tensor("mm.2.weight", _weights(rng, out_dim, out_dim))
+    writer.add_tensor("mm.2.bias", _weights(rng, out_dim))
     _finish(writer)
 
 
-def _finish(writer: object) -> None:
-    writer.write_header_to_file()  # type: ignore[attr-defined]
-    writer.write_kv_data_to_file()  # type: ignore[attr-defined]
-    writer.write_tensors_to_file()  # type: ignore[attr-defined]
-    writer.close()  # type: ignore[attr-defined]
+def _finish(writer: Any) -> None:  # a gguf.GGUFWriter (gguf is imported lazily)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
-def write_tiny_vlm(directory: Path, *, seed: int = 0) -> tuple[Path, Path]:
+def write_tiny_vlm(
+    directory: Path, *, seed: int = 0, projector_dim: int = TEXT_EMBD
+) -> tuple[Path, Path]:
     """Write the tiny text model and its projector into ``directory``.
+
+    Args:
+        directory: where the two files go.
+        seed: of the random weights.
+        projector_dim: the projector's output size; anything but the text model's 64 makes a
+            projector that does not fit the model (llama.cpp refuses it).
 
     Returns:
         ``(model path, mmproj path)``.
@@ -224,5 +239,5 @@ def write_tiny_vlm(directory: Path, *, seed: int = 0) -> tuple[Path, Path]:
     rng = np.random.default_rng(seed)
     model, mmproj = directory / "tiny-vlm.gguf", directory / "tiny-vlm-mmproj.gguf"
     _write_text_model(model, rng)
-    _write_projector(mmproj, rng)
+    _write_projector(mmproj, rng, projector_dim)
     return model, mmproj

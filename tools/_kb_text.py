@@ -12,6 +12,7 @@ import re
 __all__ = [
     "MAX_WORDS",
     "MIN_WORDS",
+    "context_units",
     "match_expression",
     "normalize_space",
     "query_words",
@@ -23,7 +24,6 @@ __all__ = [
 MIN_WORDS = 150
 MAX_WORDS = 250
 _MAX_QUERY_WORDS = 32
-_TINY_TAIL = 50  # a last passage shorter than this joins the one before when that stays small
 
 # Letters and digits; FTS5's unicode61 tokenizer also splits at "_" and punctuation.
 _WORD = re.compile(r"[^\W_]+")
@@ -31,7 +31,9 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)[ \t#]*$")
 # A sentence ends at . ! or ? (maybe followed by a closing quote or bracket) before a space
 # and a capital, digit or opening quote. Abbreviations split too; windows rejoin them.
-_SENTENCE_END = re.compile(r"(?<=[.!?][\"')\]]?)\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[.!?])\s+(?=[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
+# "Title: text" as Passage.render() writes it (a short first line part without sentence marks)
+_RENDERED_TITLE = re.compile(r"\A([^\n:.!?]{1,100}):[ \t]+(?=\S)")
 
 # Words that match nearly every passage and only slow an OR query down.
 _STOPWORDS = frozenset(
@@ -150,7 +152,8 @@ def split_passages(
     Passages end at paragraph boundaries where possible (paragraphs are separated by blank
     lines; markdown headings start a new paragraph and stay with the text after them);
     paragraphs inside a passage are joined by a newline. A text of at most ``max_words`` words
-    is one passage.
+    is one passage. A last passage shorter than a third of ``min_words`` joins the one before
+    it when that keeps the passage near ``max_words``.
     """
     pieces = _pieces(text, max_words)
     chunks: list[list[tuple[str, bool]]] = []
@@ -158,9 +161,12 @@ def split_passages(
     count = 0
     for piece in pieces:
         words = word_count(piece[0])
-        if current and count + words > max_words and count >= min_words // 2:
-            # a heading at the end belongs to the text after it
-            carried = [current.pop()] if current[-1][1] and len(current) > 1 else []
+        has_text = any(not is_heading for _, is_heading in current)
+        if has_text and count + words > max_words:
+            # headings at the end belong to the text after them
+            carried: list[tuple[str, bool]] = []
+            while current[-1][1]:
+                carried.insert(0, current.pop())
             chunks.append(current)
             current = carried
             count = sum(word_count(p) for p, _ in current)
@@ -171,6 +177,31 @@ def split_passages(
     if len(chunks) > 1:
         tail = sum(word_count(p) for p, _ in chunks[-1])
         before = sum(word_count(p) for p, _ in chunks[-2])
-        if tail < _TINY_TAIL and before + tail <= max_words + _TINY_TAIL:
+        tiny = min_words // 3
+        if tail < tiny and before + tail <= max_words + tiny:
             chunks[-2].extend(chunks.pop())
     return ["\n".join(p for p, _ in chunk) for chunk in chunks]
+
+
+def context_units(context: str, *, max_words: int = 100) -> list[str]:
+    """Split an earlier result into the units ParagraphRetrieve ranks, in order, without repeats.
+
+    Blocks separated by blank lines (rendered passages) of at most ``max_words`` words are
+    units as they are; a longer block is cut into windows of whole sentences of at most about
+    ``max_words`` words. When the block starts like a rendered passage (``Title: text``), every
+    window keeps the title, so each stands on its own.
+    """
+    units: list[str] = []
+    for block in _BLANK_LINE.split(context.replace("\r\n", "\n")):
+        block = block.strip()
+        if not block:
+            continue
+        if word_count(block) <= max_words:
+            units.append(block)
+            continue
+        prefix = ""
+        titled = _RENDERED_TITLE.match(block)
+        if titled and word_count(titled.group(1)) <= 12:
+            prefix, block = f"{normalize_space(titled.group(1))}: ", block[titled.end() :]
+        units.extend(prefix + window for window in _pack(sentences(block), max_words, " "))
+    return list(dict.fromkeys(units))

@@ -23,7 +23,12 @@ from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
 from lumos_graph import protocol
 from lumos_graph.actions import Action, ActionSet, Value
 from lumos_graph.errors import ConfigError, ToolError
-from lumos_graph.tools.knowledge import KnowledgeBase, default_knowledge_base, rank_passages
+from lumos_graph.tools.knowledge import (
+    KnowledgeBase,
+    default_knowledge_base,
+    rank_passages,
+    user_kb_path,
+)
 from lumos_graph.tools.maths import math_actions
 from lumos_graph.tools.websearch import WebSearch
 
@@ -47,7 +52,8 @@ def qa_actions(
     Args:
         model: the chat model the QA action asks (usually the agent's own local model).
         knowledge_base: a :class:`KnowledgeBase` or the path of one (``lumos-graph index``
-            builds them); ``None`` uses the offline Wikipedia intros (built on first use).
+            builds them); ``None`` uses the one ``lumos-graph index`` builds by default when it
+            exists, else the offline Wikipedia intros (built on first use, about a second).
         web: search the web with DuckDuckGo (``ddgs``) first; ``True`` or a configured
             :class:`WebSearch`. The knowledge base stays the fallback.
         passages: how many passages KnowledgeQuery and ParagraphRetrieve return.
@@ -131,6 +137,8 @@ def _knowledge_base(
                 f"no knowledge base at {path}; build one with: lumos-graph index DOCS --kb {path}"
             )
         return KnowledgeBase(path)
+    if user_kb_path().is_file():
+        return KnowledgeBase(user_kb_path())
     try:
         return default_knowledge_base()
     except ConfigError:
