@@ -209,7 +209,6 @@ def _create_table(toks: list[_Tok]) -> list[str]:
         lead = next((t for t in definition if t.kind != "sql" or t.text.strip()), None)
         if lead is None:
             continue
-        first = "" if lead.kind == "ident" else lead.text.split()[0].upper()
         if lead.kind == "ident":
             # a column: drop MySQL-only attributes from the raw text around its strings
             toks_out = []
@@ -220,7 +219,9 @@ def _create_table(toks: list[_Tok]) -> list[str]:
                         text = pattern.sub(repl, text)
                 toks_out.append(_Tok(tok.kind, text))
             lines.append(" ".join(_sqlite_text(toks_out).split()))
-        elif first == "PRIMARY":
+            continue
+        first = lead.text.split()[0].upper()
+        if first == "PRIMARY":
             lines.append(f"PRIMARY KEY {_key_columns(definition)}")
         elif first == "UNIQUE":
             lines.append(f"UNIQUE {_key_columns(definition)}")
@@ -240,7 +241,7 @@ def _create_table(toks: list[_Tok]) -> list[str]:
 
 
 # ---- the converter ------------------------------------------------------------------------------
-_SKIPPED = ("DROP", "LOCK", "UNLOCK", "SET", "GRANT", "FLUSH")
+_SKIPPED = ("LOCK", "UNLOCK", "SET", "GRANT", "FLUSH")
 
 
 def _translate(toks: list[_Tok]) -> tuple[str, list[str]]:
@@ -251,7 +252,7 @@ def _translate(toks: list[_Tok]) -> tuple[str, list[str]]:
         return "database", [next(t.text for t in toks if t.kind == "ident")]
     if first == "USE":
         return "use", [next(t.text for t in toks if t.kind == "ident")]
-    if first == "CREATE" and words[1:2] == ["USER"]:
+    if (first, words[1:2]) in (("CREATE", ["USER"]), ("DROP", ["TABLE"])) or first in _SKIPPED:
         return "skip", []
     if first == "CREATE" and words[1:2] == ["TABLE"]:
         return "run", _create_table(toks)
@@ -259,8 +260,6 @@ def _translate(toks: list[_Tok]) -> tuple[str, list[str]]:
         text = _sqlite_text(toks).strip()
         text = re.sub(r"^INSERT\s+IGNORE\b", "INSERT OR IGNORE", text, flags=re.I)
         return "run", [text]
-    if first in _SKIPPED:
-        return "skip", []
     raise ValueError(f"statement the converter does not know: {_sqlite_text(toks)[:200]!r}")
 
 
