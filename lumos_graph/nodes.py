@@ -87,8 +87,8 @@ def _messages(turns: Sequence[dict[str, str]]) -> list[AnyMessage]:
 
 def _call(
     spec: AgentSpec, model: BaseChatModel, turns: Sequence[dict[str, str]], grammar: str
-) -> tuple[str | None, Usage, str | None]:
-    """Invoke a role's model on a conversation; returns (text, usage, error).
+) -> tuple[str | None, Usage, str | None, bool]:
+    """Invoke a role's model on a conversation; returns (text, usage, error, cut by the limit).
 
     An empty ``grammar`` decodes freely (answers in words).
     """
@@ -111,14 +111,15 @@ def _call(
         raise  # a setup mistake (e.g. a GGUF without a chat template) is the user's to fix
     except Exception as exc:  # noqa: BLE001 - a failing model ends the run with a reason
         usage["model_seconds"] = time.perf_counter() - started
-        return None, usage, describe_error(exc)
+        return None, usage, describe_error(exc), False
     meta = getattr(message, "usage_metadata", None) or {}
     extra = getattr(message, "response_metadata", None) or {}
     usage["prompt_tokens"] = int(meta.get("input_tokens", 0))
     usage["completion_tokens"] = int(meta.get("output_tokens", 0))
     usage["prompt_tokens_cached"] = int(extra.get("prompt_tokens_cached", 0))
     usage["model_seconds"] = float(extra.get("model_seconds", time.perf_counter() - started))
-    return message.text, usage, None
+    cut = extra.get("finish_reason") == "length"
+    return message.text, usage, None, cut
 
 
 def _calls_left(state: LumosState, spec: AgentSpec) -> bool:
@@ -158,7 +159,7 @@ def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     if not turns or turns[-1]["role"] != "user":
         new.append({"role": "user", "content": protocol.plan_first(state["task"])})
     prompt = _few_shot(spec, spec.planner, "plan") + turns + new
-    text, usage, error = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k))
+    text, usage, error, _ = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k))
     if text is None:
         return {"usage": usage, **_end("failed", f"the planner failed: {error}")}
     update: dict[str, Any] = {"usage": usage, "plan_turns": [*new, _assistant(text)]}
@@ -206,12 +207,13 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     new = [{"role": "user", "content": user}]
     prompt = _few_shot(spec, spec.grounder, "ground") + turns + new
     grammar = ground_grammar(spec.actions.names, _next_variable(state))
-    text, usage, error = _call(spec, spec.grounder, prompt, grammar)
+    text, usage, error, cut = _call(spec, spec.grounder, prompt, grammar)
     if text is None:
         return {"usage": usage, **_end("failed", f"the grounder failed: {error}")}
     update: dict[str, Any] = {"usage": usage, "ground_turns": [*new, _assistant(text)]}
     try:
-        calls = protocol.parse_actions(text)
+        # a line cut by the token limit keeps its complete actions
+        calls = protocol.parse_actions(text, cut_tail=cut)
     except protocol.ParseError as exc:
         return {**update, "pending": [], "errors": [str(exc)],
                 "actions": [_unparsed(state, spec, exc)]}
@@ -281,7 +283,7 @@ def _answer_from_findings(
         return _cap(f"model-call cap ({spec.caps.max_model_calls}) reached before answering")
     assert spec.answerer is not None
     prompt = protocol.final_answer_prompt(state["task"], findings)
-    text, usage, error = _call(spec, spec.answerer, prompt, grammar="")
+    text, usage, error, _ = _call(spec, spec.answerer, prompt, grammar="")
     if text is None:
         return {"usage": usage, **_end("failed", f"the answer model failed: {error}")}
     final = protocol.parse_short_answer(text)

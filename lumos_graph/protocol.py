@@ -176,6 +176,16 @@ EXAMPLES: tuple[Example, ...] = (
         actions=("R1 = Calculator(32 - 4)", "R2 = Calculator(R1 / 2)", "R3 = Calculator(R1 - R2)"),
         results=("28", "14", "14"),
     ),
+    Example(  # complex QA: one fact, then stop
+        task="Which country is Mount Kilimanjaro in?",
+        subgoals=("Obtain the country of Mount Kilimanjaro.",),
+        actions=(
+            "R1 = KnowledgeQuery(Mount Kilimanjaro); R2 = ParagraphRetrieve(R1, Query: Which "
+            "country is Mount Kilimanjaro in?); R3 = QA([R2], Question: Which country is Mount "
+            "Kilimanjaro in?)",
+        ),
+        results=("Tanzania",),
+    ),
     Example(  # complex QA, in the shape of LUMOS's StrategyQA/HotpotQA annotations
         task="Is the Nile longer than the Amazon River?",
         subgoals=(
@@ -428,16 +438,22 @@ def parse_decision(text: str) -> Decision:
     raise ParseError("neither a subgoal nor a stop decision", text)
 
 
-def parse_actions(text: str) -> list[ActionCall]:
-    """Parse one grounding line into action calls; raises :class:`ParseError`."""
+def parse_actions(text: str, *, cut_tail: bool = False) -> list[ActionCall]:
+    """Parse one grounding line into action calls; raises :class:`ParseError`.
+
+    With ``cut_tail`` (an output that ran out of tokens), an unparseable last item after at
+    least one complete action is dropped instead of failing the line.
+    """
     line = _first_line(text)
     # the same nesting rule as the grammar: only () and [] protect a ';'
     parts = [p for p in _split_top_level(line, ";", quotes=False) if p.strip()]
     if not parts:
         raise ParseError("no action", text)
     calls = []
-    for part in parts:
+    for i, part in enumerate(parts):
         match = _CALL_RE.match(part)
+        if not match and cut_tail and calls and i == len(parts) - 1:
+            break
         if not match:
             raise ParseError("not an action of the form 'R1 = Action(arguments)'", part.strip())
         outs = tuple(o.strip() for o in match.group("outs").split(","))
