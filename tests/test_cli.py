@@ -83,3 +83,22 @@ def test_tool_set_mistakes_are_one_line_errors_before_the_model_loads(tmp_path: 
 
 def test_index_needs_something_to_index(tmp_path: Path) -> None:
     _one_line_error(lumos("index", "--kb", str(tmp_path / "kb.sqlite")), "--wiki")
+
+
+def test_index_builds_incrementally_and_sample_db_never_overwrites(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is the first letter.\n")
+    (docs / "b.txt").write_text("Beta is the second letter.\n")
+    kb = tmp_path / "kb.sqlite"
+    first = lumos("index", str(docs), "--kb", str(kb))
+    assert first.returncode == 0, first.stderr
+    assert "2 added, 0 updated, 0 unchanged, 0 removed" in first.stdout
+    assert f"{kb}: 2 documents, 2 passages" in first.stdout
+    (docs / "b.txt").write_text("Beta is the second letter of the Greek alphabet.\n")
+    again = lumos("index", str(docs), "--kb", str(kb))
+    assert "0 added, 1 updated, 1 unchanged, 0 removed" in again.stdout
+    existing = tmp_path / "chinook.sqlite"
+    existing.write_bytes(b"mine")
+    _one_line_error(lumos("sample-db", "chinook", str(existing)), "exists")
+    assert existing.read_bytes() == b"mine"
