@@ -8,20 +8,19 @@ caps bound every loop.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langgraph.graph import END
 
 from . import protocol
 from .actions import ActionSet
 from .errors import ConfigError
-from .execution import describe_error, run_action
+from .execution import run_action
 from .grammar import ground_grammar, plan_grammar
+from .model_calls import call_model
 from .state import ActionRecord, LumosState, Usage
 
 __all__ = [
@@ -80,11 +79,6 @@ def _prompt_format(model: BaseChatModel) -> protocol.PromptFormat:
     return getattr(model, "prompt_format", "chat_template")
 
 
-def _messages(turns: Sequence[dict[str, str]]) -> list[AnyMessage]:
-    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-    return [kinds[t["role"]](content=t["content"]) for t in turns]
-
-
 def _call(
     spec: AgentSpec, model: BaseChatModel, turns: Sequence[dict[str, str]], grammar: str
 ) -> tuple[str | None, Usage, str | None, bool]:
@@ -92,34 +86,9 @@ def _call(
 
     An empty ``grammar`` decodes freely (answers in words).
     """
-    kwargs: dict[str, Any] = {"stop": ["\n"]}
-    if spec.caps.max_tokens is not None:
-        kwargs["max_tokens"] = spec.caps.max_tokens
-    if grammar and spec.use_grammar and getattr(model, "accepts_grammar", False):
-        kwargs["grammar"] = grammar
-    started = time.perf_counter()
-    usage: Usage = {
-        "model_calls": 1,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "prompt_tokens_cached": 0,
-        "model_seconds": 0.0,
-    }
-    try:
-        message = model.invoke(_messages(turns), **kwargs)
-    except ConfigError:
-        raise  # a setup mistake (e.g. a GGUF without a chat template) is the user's to fix
-    except Exception as exc:  # noqa: BLE001 - a failing model ends the run with a reason
-        usage["model_seconds"] = time.perf_counter() - started
-        return None, usage, describe_error(exc), False
-    meta = getattr(message, "usage_metadata", None) or {}
-    extra = getattr(message, "response_metadata", None) or {}
-    usage["prompt_tokens"] = int(meta.get("input_tokens", 0))
-    usage["completion_tokens"] = int(meta.get("output_tokens", 0))
-    usage["prompt_tokens_cached"] = int(extra.get("prompt_tokens_cached", 0))
-    usage["model_seconds"] = float(extra.get("model_seconds", time.perf_counter() - started))
-    cut = extra.get("finish_reason") == "length"
-    return message.text, usage, None, cut
+    reply = call_model(model, turns, stop=["\n"], max_tokens=spec.caps.max_tokens,
+                       grammar=grammar if spec.use_grammar else None)
+    return reply.text, reply.usage, reply.error, reply.cut
 
 
 def _calls_left(state: LumosState, spec: AgentSpec) -> bool:

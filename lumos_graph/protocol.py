@@ -29,10 +29,12 @@ __all__ = [
     "ParseError",
     "PromptFormat",
     "Turn",
+    "direct_prompt",
     "feedback",
     "final_answer_prompt",
     "parse_actions",
     "parse_decision",
+    "parse_direct_answer",
     "parse_plan",
     "parse_short_answer",
     "qa_prompt",
@@ -121,6 +123,16 @@ FINAL_ANSWER = _template(
     "based on the findings."
 )
 FINDING = _template("- ${question}: ${result}")
+
+# The `direct` baseline of `lumos-graph eval`: the model alone, thinking step by step.
+DIRECT_SYSTEM = _template(
+    "You are a careful problem solver. Think step by step, then give the final answer on the "
+    "last line as: Answer: <a short answer: a number, yes or no, a name or a few words>"
+)
+DIRECT_TASK = _template("${task}")
+ANSWER_LINE = re.compile(
+    r"(?:final answer|answer)\s*(?:is)?\s*[:：]?\s*(?P<answer>.+?)\s*$", re.IGNORECASE
+)
 SYSTEM = {
     "plan": _template(
         "You are the planning module of a LUMOS agent. Break the task into subgoals that "
@@ -346,13 +358,30 @@ def final_answer_prompt(task: str, findings: Sequence[tuple[str, str]]) -> list[
     return [{"role": "system", "content": _fill(QA_SYSTEM)}, {"role": "user", "content": user}]
 
 
+def direct_prompt(task: str) -> list[Turn]:
+    """The ``direct`` baseline's conversation: chain of thought, then ``Answer: ...``."""
+    return [{"role": "system", "content": _fill(DIRECT_SYSTEM)},
+            {"role": "user", "content": _fill(DIRECT_TASK, task=task.strip())}]
+
+
+def parse_direct_answer(text: str) -> str | None:
+    """The final answer of a chain-of-thought reply: the last ``Answer: ...`` line, else the
+    last ``the answer is ...`` phrase; ``None`` when there is neither."""
+    for line in reversed([ln.strip() for ln in text.strip().splitlines() if ln.strip()]):
+        match = ANSWER_LINE.search(line)
+        if match:
+            answer = match.group("answer").strip().strip("*").strip()
+            return parse_short_answer(answer)
+    return None
+
+
 def parse_short_answer(text: str) -> str | None:
     """A QA model's reply as a short answer; ``None`` when it says it has no answer."""
     line = _first_line(text)
     for prefix in ("Answer:", "answer:", "A:", "Final answer:"):
         line = line.removeprefix(prefix).strip()
     line = line.strip().strip('"').strip()
-    if line.endswith(".") and not line[:-1].rstrip().endswith(tuple("0123456789")):
+    if line.endswith(".") and line.count(".") == 1:  # a sentence's period, not "U.S."
         line = line[:-1].rstrip()
     if not line or NO_ANSWER in line.lower() or line.lower() in ("unknown", "none", "n/a"):
         return None

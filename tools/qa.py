@@ -15,14 +15,13 @@ The listing is the reference text the LUMOS complex_qa checkpoints saw, byte for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
 
 from lumos_graph import protocol
 from lumos_graph.actions import Action, ActionSet, Value
 from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.model_calls import call_model
 from lumos_graph.tools.knowledge import (
     KnowledgeBase,
     default_knowledge_base,
@@ -111,17 +110,9 @@ def qa_action(model: BaseChatModel, *, max_tokens: int = 48) -> Action:
 
 
 def _ask(model: BaseChatModel, turns: list[protocol.Turn], max_tokens: int) -> str | None:
-    kinds = {"system": SystemMessage, "user": HumanMessage}
-    messages: list[AnyMessage] = [kinds[t["role"]](content=t["content"]) for t in turns]
-    kwargs: dict[str, Any] = {"stop": ["\n"]}
-    if getattr(model, "accepts_grammar", False):  # our llama backend takes a token budget
-        kwargs["max_tokens"] = max_tokens
-    try:
-        reply = model.invoke(messages, **kwargs)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the model's failure is an observation
-        raise ToolError(f"the QA model failed: {exc}") from exc
+    reply = call_model(model, turns, stop=["\n"], max_tokens=max_tokens)
+    if reply.text is None:
+        raise ToolError(f"the QA model failed: {reply.error}")
     return protocol.parse_short_answer(reply.text)
 
 
