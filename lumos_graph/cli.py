@@ -156,14 +156,18 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     items = load_dataset(args.dataset, limit=args.limit)
     if not items:
         raise ConfigError(f"{args.dataset} has no examples")
-    if any(i.get("kind") == "vqa" for i in items) and not args.vqa_model:
-        try:
-            from .tools.vqa import ocr_available
-        except ImportError:  # pragma: no cover - the module is always there
-            ocr_available = None  # type: ignore[assignment]
-        if ocr_available is None or not ocr_available():
-            raise ConfigError("vqa examples need a vision-language model: --vqa-model M.gguf "
-                              "--vqa-mmproj P.gguf (or pip install 'lumos-graph[vqa]' for OCR)")
+    if args.dataset.startswith("easy-vqa") and not args.vqa_model:
+        raise ConfigError("easy-vqa asks about shapes and colours: it needs a vision-language "
+                          "model, --vqa-model M.gguf --vqa-mmproj P.gguf (none ships on PyPI)")
+    if not args.vqa_model and any(i.get("kind") == "vqa" for i in items):
+        from .tools.vqa import ocr_available
+
+        if not ocr_available():
+            items = [i for i in items if i.get("kind") != "vqa"]
+            print("lumos-graph: skipping the vqa examples: no --vqa-model and no OCR "
+                  "(pip install 'lumos-graph[vqa]')", file=err)
+            if not items:
+                raise ConfigError("every example is a vqa example and none can be answered")
     (model,) = _load_models(err, [args.model])
     options = EvalOptions(max_model_calls=args.max_model_calls, knowledge_base=args.kb,
                           vqa_model=args.vqa_model, vqa_mmproj=args.vqa_mmproj,

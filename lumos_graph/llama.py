@@ -68,6 +68,7 @@ __all__ = [
     "ModelPool",
     "PoolKey",
     "PooledModel",
+    "chat_turns",
     "model_pool",
     "render_lumos",
 ]
