@@ -156,12 +156,14 @@ class _Agents:
 
     def graph(self, agent: str, item: dict[str, Any]) -> Any:
         tools = self.actions(item) if agent != "direct" else None
+        if agent == "react" and item.get("image"):  # its tools take the images when built
+            return self._build(agent, tools, images=[item["image"]])
         key = (agent, item.get("kind", "maths"), str(item.get("db") or ""))
         if key not in self._graphs:
             self._graphs[key] = self._build(agent, tools)
         return self._graphs[key]
 
-    def _build(self, agent: str, tools: ActionSet | None) -> Any:
+    def _build(self, agent: str, tools: ActionSet | None, images: Sequence[str] = ()) -> Any:
         o = self.options
         if agent.startswith("lumos-"):
             from .graphs.lumos import create_lumos_agent
@@ -174,7 +176,8 @@ class _Agents:
             from .graphs.react import create_react_agent
 
             assert tools is not None
-            return create_react_agent(self.model, tools, max_model_calls=o.max_model_calls)
+            return create_react_agent(self.model, tools, max_model_calls=o.max_model_calls,
+                                      images=images)
         from .graphs.direct import create_direct_agent
 
         return create_direct_agent(self.model)
@@ -254,7 +257,7 @@ def _run_one(agents: _Agents, agent: str, item: dict[str, Any], dataset: str) ->
 
 def _react_record(state: dict[str, Any]) -> dict[str, Any]:
     """Answer, status and actions of a ReAct run, read from its messages."""
-    from .graphs.react import react_answer
+    from .graphs.react import react_answer, react_status
 
     messages = state.get("messages", [])
     results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
@@ -272,10 +275,11 @@ def _react_record(state: dict[str, Any]) -> dict[str, Any]:
             "outputs": [], "subgoal": None,
         })
     answer = react_answer(state) if messages else None
-    status = state.get("status") or ("answered" if answer is not None else "failed")
-    reason = state.get("reason") or (
-        "the agent gave a final answer" if answer is not None
-        else "the agent ended without a final answer")
+    status = state.get("status") or react_status(state)
+    reasons = {"answered": "the agent gave a final answer",
+               "cap_reached": "the model-call limit ended the loop",
+               "failed": "the agent ended without a final answer"}
+    reason = state.get("reason") or reasons[status]
     return {"answer": answer, "status": status, "reason": reason, "actions": actions,
             "subgoals": [], "plan_turns": [], "ground_turns": [],
             "format_errors": 0 if answer is not None or status == "cap_reached" else 1}

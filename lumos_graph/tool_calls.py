@@ -33,16 +33,18 @@ from functools import lru_cache
 from string import Template
 from typing import Any
 
-from langchain_core.messages.tool import InvalidToolCall, ToolCall
+from langchain_core.messages import InvalidToolCall, ToolCall
 
 from .errors import ConfigError
 
 __all__ = [
     "CALL_CLOSE",
     "CALL_OPEN",
+    "DEFAULT_SYSTEM",
     "ParsedOutput",
     "ToolChoice",
     "format_assistant",
+    "format_call",
     "format_tool_responses",
     "parse_tool_output",
     "resolve_tool_choice",
@@ -176,7 +178,7 @@ def schema_to_gbnf(schema: Mapping[str, Any]) -> str:
     if kind == "array":
         item = schema_to_gbnf(schema.get("items") or {})
         return f'("[" ({item} (", " {item})*)? "]")'
-    return _TYPE_RULES.get(kind, "object" if kind == "object" else "value")
+    return _TYPE_RULES.get(str(kind), "object" if kind == "object" else "value")
 
 
 def _object_expr(properties: Mapping[str, Any], required: Iterable[str]) -> str:
@@ -227,11 +229,12 @@ def _text_rules(word: str) -> list[str]:
 
 @lru_cache(maxsize=64)
 def _grammar(tools_json: str, choice: ToolChoice, parallel: bool) -> str:
+    if choice == "none":
+        return "\n".join(["root ::= text", *_text_rules(CALL_OPEN)]) + "\n"
     tools = json.loads(tools_json)
     functions = [t["function"] for t in tools if choice in ("auto", "any", t["function"]["name"])]
-    root = {"auto": "prose calls? | single", "none": "text"}.get(choice, "calls | single")
     rules = [
-        f"root ::= {root}",
+        f"root ::= {'prose calls? | single' if choice == 'auto' else 'calls | single'}",
         # free text that cannot be taken for a call: no "{" or "`" first, no CALL_OPEN at all
         f"prose ::= ([^{CALL_OPEN[0]}{{`] text | {_lit(CALL_OPEN[0])} text-1)?",
         f"single ::= call | {_lit(FENCE_OPEN)} call {_lit(FENCE_CLOSE)}",
