@@ -452,10 +452,11 @@ def _plot(path: Path, summary: dict[str, Any]) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     try:
-        for name, s in summary["agents"].items():
-            x, y = s["seconds_per_question"], 100 * s["accuracy"]
-            ax.scatter([x], [y], s=60)
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6))
+        markers = "osD^vP*X"
+        for k, (name, s) in enumerate(summary["agents"].items()):
+            ax.scatter([s["seconds_per_question"]], [100 * s["accuracy"]], s=70, alpha=0.8,
+                       marker=markers[k % len(markers)], label=name)
+        ax.legend(loc="best", fontsize="small")
         ax.set_xlabel("seconds per question")
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(-5, 105)

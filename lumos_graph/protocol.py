@@ -133,6 +133,8 @@ DIRECT_TASK = _template("${task}")
 ANSWER_LINE = re.compile(
     r"(?:final answer|answer)\s*(?:is)?\s*[:：]?\s*(?P<answer>.+?)\s*$", re.IGNORECASE
 )
+BOXED = re.compile(r"\\boxed\{(?P<answer>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+CONCLUSION = re.compile(r"^(?:therefore|so|thus|hence)\b[,:]?\s*(?P<answer>.+)$", re.IGNORECASE)
 SYSTEM = {
     "plan": _template(
         "You are the planning module of a LUMOS agent. Break the task into subgoals that "
@@ -365,13 +367,20 @@ def direct_prompt(task: str) -> list[Turn]:
 
 
 def parse_direct_answer(text: str) -> str | None:
-    """The final answer of a chain-of-thought reply: the last ``Answer: ...`` line, else the
-    last ``the answer is ...`` phrase; ``None`` when there is neither."""
-    for line in reversed([ln.strip() for ln in text.strip().splitlines() if ln.strip()]):
-        match = ANSWER_LINE.search(line)
-        if match:
-            answer = match.group("answer").strip().strip("*").strip()
-            return parse_short_answer(answer)
+    """The final answer of a chain-of-thought reply, as maths evaluations read it.
+
+    The last ``\\boxed{...}``, else the last ``Answer: ...`` (or ``the answer is ...``) line,
+    else the last line starting with ``Therefore``/``So``/``Thus``; ``None`` without any.
+    """
+    boxed = list(BOXED.finditer(text))
+    if boxed:
+        return parse_short_answer(boxed[-1].group("answer"))
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for pattern in (ANSWER_LINE, CONCLUSION):
+        for line in reversed(lines):
+            match = pattern.search(line)
+            if match:
+                return parse_short_answer(match.group("answer").strip().strip("*").strip())
     return None
 
 

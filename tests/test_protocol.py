@@ -177,3 +177,14 @@ def test_quotes_and_braces_do_not_hide_an_action_separator() -> None:
     assert [c.tool for c in calls] == ["Double", "Add"]
     calls = p.parse_actions("R1 = Double({1); R2 = Add(1, 2)")
     assert [c.tool for c in calls] == ["Double", "Add"]
+
+
+def test_direct_answers_are_read_as_maths_evaluations_read_them() -> None:
+    from lumos_graph.protocol import parse_direct_answer
+
+    assert parse_direct_answer("6 - 4 = 2, so\nAnswer: 2") == "2"
+    assert parse_direct_answer("The final answer is \\(\\boxed{75}\\).\nAnswer: 70") == "75"
+    assert parse_direct_answer("14 + 2 = 16.\nTherefore, the total cost is £16.") == \
+        "the total cost is £16"
+    assert parse_direct_answer("So the answer is yes.") == "yes"
+    assert parse_direct_answer("I am not sure what is asked.") is None
