@@ -52,6 +52,7 @@ class Step:
 _CURRENCY = "$€£¥₹"
 _TOKEN = re.compile(
     r"(?P<num>[$€£¥₹]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?![\d.]))?\s?%?)"
+    r"|(?P<unit>/[A-Za-z]+(?:[-/][A-Za-z]+)*)"  # a unit after a number: "$41/hour"
     r"|(?P<op>[-+*/×÷()])"
     r"|(?P<word>[A-Za-z][A-Za-z'’]*(?:[-/][A-Za-z]+)*)"
     r"|(?P<other>\S)"
@@ -65,7 +66,7 @@ _SPELLED.update({"thirty": Fraction(30), "forty": Fraction(40), "fifty": Fractio
                  "hundred": Fraction(100), "dozen": Fraction(12), "thousand": Fraction(1000)})
 # numbers a worked solution may use without the question stating them (units, calendars)
 CONSTANTS = frozenset(Fraction(n) for n in (
-    *range(0, 13), 15, 16, 20, 24, 30, 31, 36, 48, 50, 52, 60, 100, 360, 365, 1000, 3600))
+    *range(0, 13), 15, 16, 20, 24, 26, 30, 31, 36, 48, 50, 52, 60, 100, 360, 365, 1000, 3600))
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def _tokens(text: str) -> list[_Tok]:
         if kind == "num":
             value, percent, fraction, currency = _number(tok)
             out.append(_Tok("num", tok.strip(), value, percent, fraction, currency))
+        elif kind == "unit":
+            out.append(_Tok("word", tok))
         elif kind == "word" and tok.lower() in ("x",):
             out.append(_Tok("op", "*"))
         elif kind == "op":
@@ -310,36 +313,57 @@ class _Equation:
     percent: bool
 
 
-def _equations(sentence: str, earlier: list[Fraction]) -> list[_Equation]:
-    """The computations a sentence states, left to right (``a op b = c``)."""
+def _equations(sentence: str, earlier: Sequence[Fraction],
+               sourced: set[Fraction]) -> list[_Equation]:
+    """The computations a sentence states, left to right (``a op b = c``).
+
+    A computation whose result the question itself states (``34 * 0.5 = 17`` when the
+    question says 17 were dropped) but that uses a number from nowhere is left out: its
+    result is then read as the question's number.
+    """
     found: list[_Equation] = []
-    pieces = [m.start() for m in re.finditer("=", sentence)]
-    for eq in pieces:
+    for eq in (m.start() for m in re.finditer("=", sentence)):
         match = _RESULT.match(sentence, eq + 1)
         if not match:
             continue
         stated, percent, _, _ = _number(match.group("num"))
         left = sentence[:eq]
-        spans = [(m.start(), m) for m in _TOKEN.finditer(left)]
+        starts = [m.start() for m in _TOKEN.finditer(left)]
         toks = _tokens(left)
         best: _Equation | None = None
-        for i, (start, _) in enumerate(spans):
+        for i, start in enumerate(starts):
             if not (_operand(toks[i]) or toks[i].text == "("):
                 continue
             kept = _candidate(toks[i:])
             if kept is None:
                 continue
-            expr = _render(kept, [*earlier, *(e.value for e in found)])
+            renderer = _Renderer([*earlier, *(e.value for e in found)], sourced)
+            expr = renderer.render(kept)
             if expr is None:
                 continue
+            expr = _whole(expr, stated)
             candidate = _Equation(expr, start, match.end(), stated, percent)
             if _close(expr.value, stated):
                 best = candidate
-                break  # the longest expression that states the result
+                break  # the longest expression that gives the stated result
             best = best or candidate
-        if best is not None:
-            found.append(best)
+        if best is None:
+            continue
+        if best.expr.stray and _is_sourced(stated, sourced) and _close(best.expr.value, stated):
+            continue
+        found.append(best)
     return found
+
+
+def _whole(expr: _Expr, stated: Fraction) -> _Expr:
+    """``floor(...)`` when the solution states the whole part (``0.63 * 60 = 37`` students)."""
+    if stated.denominator == 1 and expr.value.denominator != 1 and _floor(expr.value) == stated:
+        return _Expr(f"floor({expr.text})", stated, expr.stray, expr.currency)
+    return expr
+
+
+def _floor(value: Fraction) -> int:
+    return value.numerator // value.denominator
 
 
 def parse_cot(cot: str, question: str) -> list[Step]:
@@ -350,27 +374,27 @@ def parse_cot(cot: str, question: str) -> list[Step]:
     give the value the solution states), ``number from nowhere`` (a number neither in the
     question nor an earlier result nor a common constant).
     """
+    from ._convert_subgoal import describe
+
     lines = [ln for ln in cot.splitlines() if ln.strip() and not ln.strip().startswith("####")]
     sourced = question_numbers(question)
     steps: list[Step] = []
     values: list[Fraction] = []
     for line in lines:
         for sentence in _SENTENCE_END.split(_BULLET.sub("", line).strip()):
-            equations = _equations(sentence, values)
+            equations = _equations(sentence, values, sourced)
             if not equations:
-                if _states_computation(sentence):
+                if _states_computation(sentence, sourced):
                     raise CotError("unparseable step", sentence)
                 continue
             for eq in equations:
                 if not _close(eq.expr.value, eq.value):
                     raise CotError("step result mismatch",
                                    f"{eq.expr.text} is {eq.expr.value}, not {eq.value}")
-                stray = [n for n in eq.expr.literals if not _is_sourced(n, sourced)]
-                if stray:
-                    raise CotError("number from nowhere", f"{stray[0]} in {sentence!r}")
+                if eq.expr.stray:
+                    raise CotError("number from nowhere",
+                                   f"{eq.expr.stray[0]} in {sentence!r}")
             last = equations[-1]
-            from ._convert_subgoal import describe
-
             subgoal = describe(sentence, last.start, last.end,
                                currency=last.expr.currency, percent=last.percent)
             steps.append(Step(subgoal, tuple(
@@ -381,9 +405,16 @@ def parse_cot(cot: str, question: str) -> list[Step]:
     return steps
 
 
-def _states_computation(sentence: str) -> bool:
-    """A sentence with ``a op b = c`` (a computation we failed to read)."""
-    return bool(re.search(r"\d\s*[-+*/×÷x]\s*[$€£]?\d[^=]*=\s*[$€£]?\d", sentence))
+def _states_computation(sentence: str, sourced: set[Fraction]) -> bool:
+    """A sentence with ``... = c`` after two numbers (a computation we failed to read), unless
+    ``c`` is a number the question states."""
+    for eq in (m.start() for m in re.finditer("=", sentence)):
+        match = _RESULT.match(sentence, eq + 1)
+        numbers = [t for t in _tokens(sentence[:eq]) if t.kind == "num"]
+        if match and len(numbers) >= 2 and not _is_sourced(
+                _number(match.group("num"))[0], sourced):
+            return True
+    return False
 
 
 def _is_sourced(value: Fraction, sourced: set[Fraction]) -> bool:
@@ -397,8 +428,8 @@ def question_numbers(question: str) -> set[Fraction]:
     for tok in _tokens(question):
         if tok.kind == "num" and tok.value is not None:
             found.add(tok.value)
-            if tok.percent:
-                found.add(tok.value * 100)
+            if tok.percent:  # 10% is also 0.1, and a 10% discount leaves 0.9
+                found |= {tok.value * 100, 1 - tok.value}
             if tok.fraction:
                 top, _, bottom = tok.text.lstrip(_CURRENCY).rstrip("%").partition("/")
                 found |= {Fraction(top.replace(",", "")), Fraction(bottom)}

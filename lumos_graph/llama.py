@@ -235,6 +235,9 @@ class ChatLlamaCpp(BaseChatModel):
     """llama.cpp repacked weight buffers; ``None`` means off on AMX CPUs (crash workaround)."""
     lora_path: str | None = None
     """A LoRA adapter applied to the model."""
+    few_shot: bool = True
+    """LUMOS prompts start with worked few-shot conversations; ``False`` for models trained on
+    the bare protocol (a LUMOS-trained adapter), which then see exactly their training turns."""
     verbose: bool = False
     """Let llama.cpp log to stderr."""
     model_name: str | None = None

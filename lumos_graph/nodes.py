@@ -105,8 +105,8 @@ def _end(status: str, reason: str) -> dict[str, Any]:
 
 
 def _few_shot(spec: AgentSpec, model: BaseChatModel, module: str) -> list[dict[str, str]]:
-    if _prompt_format(model) == "lumos":
-        return []  # the released checkpoints were trained zero-shot on the bare protocol
+    if _prompt_format(model) == "lumos" or not getattr(model, "few_shot", True):
+        return []  # trained modules (LUMOS checkpoints, our adapters) saw the bare protocol
     return protocol.few_shot(
         module,  # type: ignore[arg-type]
         spec.mode,

@@ -18,6 +18,7 @@ class ScriptedChatModel(GenericFakeChatModel):
     prompts: list[list[BaseMessage]] = []
     call_kwargs: list[dict[str, Any]] = []
     prompt_format: str = "chat_template"
+    few_shot: bool = True
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> Any:
@@ -26,10 +27,12 @@ class ScriptedChatModel(GenericFakeChatModel):
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
-def scripted(lines: Iterable[str], prompt_format: str = "chat_template") -> ScriptedChatModel:
+def scripted(lines: Iterable[str], prompt_format: str = "chat_template",
+             few_shot: bool = True) -> ScriptedChatModel:
     """A fake model answering ``lines`` one call at a time."""
     return ScriptedChatModel(messages=iter([AIMessage(line) for line in lines]),
-                             prompts=[], call_kwargs=[], prompt_format=prompt_format)
+                             prompts=[], call_kwargs=[], prompt_format=prompt_format,
+                             few_shot=few_shot)
 
 
 def _add(a: str, b: str) -> Value:

@@ -157,6 +157,15 @@ def test_lumos_format_models_get_the_bare_protocol() -> None:
     assert [m.type for m in planner.prompts[0]] == ["human"]
 
 
+def test_models_trained_on_the_protocol_get_no_few_shot_examples() -> None:
+    grounder = scripted(["R1 = Add(1, 2)"], few_shot=False)
+    agent = create_lumos_agent(planner=scripted(["Subgoal 1: Add"], few_shot=False),
+                               grounder=grounder, actions=toy_actions(), mode="onepass")
+    agent.invoke({"task": "Add 1 and 2."})
+    assert [m.type for m in grounder.prompts[0]] == ["human"]
+    assert grounder.prompts[0][0].content.startswith("Please ground the given subgoal")
+
+
 def test_checkpointer_threads_and_stream_updates() -> None:
     agent = create_lumos_agent(planner=scripted(["Subgoal 1: Add"]),
                                grounder=scripted(["R1 = Add(20, 22)"]), actions=toy_actions(),
