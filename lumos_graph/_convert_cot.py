@@ -81,6 +81,8 @@ class _Tok:
 
 def _number(text: str) -> tuple[Fraction, bool, bool, bool]:
     raw = text.strip()
+    sign = -1 if raw.startswith("-") else 1
+    raw = raw.lstrip("-")
     currency = raw[:1] in _CURRENCY
     raw = raw.lstrip(_CURRENCY).strip()
     percent = raw.endswith("%")
@@ -91,7 +93,7 @@ def _number(text: str) -> tuple[Fraction, bool, bool, bool]:
         value = Fraction(Fraction(top), Fraction(bottom)) if Fraction(bottom) else Fraction(0)
     else:
         value = Fraction(raw)
-    return (value / 100 if percent else value), percent, fraction, currency
+    return sign * (value / 100 if percent else value), percent, fraction, currency
 
 
 def _tokens(text: str) -> list[_Tok]:
@@ -166,7 +168,7 @@ class _Renderer:
     number the question states, then a variable again); ``a/b`` after ``÷`` is one operand.
     """
 
-    def __init__(self, earlier: Sequence[Fraction], sourced: set[Fraction]) -> None:
+    def __init__(self, earlier: Sequence[tuple[Fraction, str]], sourced: set[Fraction]) -> None:
         self.earlier = earlier
         self.sourced = sourced
         self.used: set[int] = set()
@@ -174,16 +176,25 @@ class _Renderer:
         self.items: list[Fraction | str] = []  # operands and operators, for evaluation
         self.stray: list[Fraction] = []
 
-    def operand(self, value: Fraction, text: str, as_written: Fraction) -> None:
+    def reference(self, value: Fraction, written: str, *, strict: bool) -> int | None:
+        """The earlier result this operand refers to: one written the same way first, then
+        (unless ``strict``) any of the same value, each once before any is used twice."""
         matches = [k for k in range(len(self.earlier) - 1, -1, -1)
-                   if _close(self.earlier[k], value)]
+                   if _close(self.earlier[k][0], value)]
         fresh = [k for k in matches if k not in self.used]
-        if fresh or (matches and not _is_sourced(as_written, self.sourced)):
-            k = (fresh or matches)[0]
+        same = [k for k in fresh if self.earlier[k][1] == written]
+        if strict:
+            return (same or [None])[0]
+        return (same or fresh or matches or [None])[0]
+
+    def operand(self, value: Fraction, text: str, as_written: Fraction, written: str) -> None:
+        sourced = _is_sourced(as_written, self.sourced)
+        k = self.reference(value, written, strict=sourced)
+        if k is not None:
             self.used.add(k)
             self.parts.append(f"R{k + 1}")
         else:
-            if not _is_sourced(as_written, self.sourced):
+            if not sourced:
                 self.stray.append(as_written)
             self.parts.append(text)
         self.items.append(value)
@@ -199,23 +210,28 @@ class _Renderer:
                 self.operator("/" if tok.text == "÷" else tok.text)
             elif tok.kind == "word":
                 value = _NUMBER_WORDS[tok.text.lower()]
-                self.operand(value, _fraction_text(value), value)
-            elif tok.fraction and previous != "÷":
-                top, _, bottom = _bare(tok.text).partition("/")
-                self.operand(Fraction(top), top, Fraction(top))
-                self.operator("/")
-                self.operand(Fraction(bottom), bottom, Fraction(bottom))
-            elif tok.fraction:  # 13÷2/3 means 13 / (2/3)
+                self.operand(value, _fraction_text(value), value, tok.text.lower())
+            elif tok.fraction:
                 assert tok.value is not None
                 top, _, bottom = _bare(tok.text).partition("/")
-                for part in (top, bottom):
-                    if not _is_sourced(Fraction(part), self.sourced):
-                        self.stray.append(Fraction(part))
-                self.operand(tok.value, f"({top}/{bottom})", Fraction(top))
+                k = self.reference(tok.value, _written(tok.text), strict=True)
+                if k is not None:  # "2 * 1/3" after "14/42 = 1/3"
+                    self.used.add(k)
+                    self.parts.append(f"R{k + 1}")
+                    self.items.append(tok.value)
+                elif previous == "÷":  # 13÷2/3 means 13 / (2/3)
+                    self.stray += [Fraction(p) for p in (top, bottom)
+                                   if not _is_sourced(Fraction(p), self.sourced)]
+                    self.parts.append(f"({top}/{bottom})")
+                    self.items.append(tok.value)
+                else:
+                    self.operand(Fraction(top), top, Fraction(top), top)
+                    self.operator("/")
+                    self.operand(Fraction(bottom), bottom, Fraction(bottom), bottom)
             else:
                 assert tok.value is not None
-                text = _literal(tok)
-                self.operand(tok.value, text, tok.value * 100 if tok.percent else tok.value)
+                self.operand(tok.value, _literal(tok),
+                             tok.value * 100 if tok.percent else tok.value, _written(tok.text))
             previous = tok.text if tok.kind == "op" else ""
         if not any(isinstance(i, str) and i not in "()" for i in self.items):
             return None
@@ -273,6 +289,11 @@ class _Evaluator:
         raise ValueError(f"unexpected {item!r}")
 
 
+def _written(text: str) -> str:
+    """A number as written, without currency, separators and spaces (``50.0%``)."""
+    return text.lstrip(_CURRENCY).strip().replace(",", "").replace(" ", "")
+
+
 def _bare(text: str) -> str:
     return text.lstrip(_CURRENCY).strip().replace(",", "").replace(" ", "").rstrip("%")
 
@@ -296,10 +317,11 @@ def _close(a: Fraction, b: Fraction) -> bool:
 
 
 # ---- sentences -------------------------------------------------------------------------------
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])(?<!\bDr\.)(?<!\bMr\.)(?<!\bMrs\.)(?<!\bMs\.)(?<!\bSt\.)\s+(?=[A-Z])")
 _BULLET = re.compile(r"^\s*(?:\d+\.\s+|[-•*]\s+)")
 _RESULT = re.compile(
-    r"\s*(?P<num>[$€£¥₹]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?\s?%?)"
+    r"\s*(?P<num>-?[$€£¥₹]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?\s?%?)"
     r"(?!\s*[-+*/×÷x]\s*[\d$€£(A-Za-z])"
 )
 
@@ -311,9 +333,11 @@ class _Equation:
     end: int  # where the stated result ends
     value: Fraction
     percent: bool
+    written: str  # the result as the solution writes it
+    money: bool  # ... with a currency sign
 
 
-def _equations(sentence: str, earlier: Sequence[Fraction],
+def _equations(sentence: str, earlier: Sequence[tuple[Fraction, str]],
                sourced: set[Fraction]) -> list[_Equation]:
     """The computations a sentence states, left to right (``a op b = c``).
 
@@ -337,12 +361,14 @@ def _equations(sentence: str, earlier: Sequence[Fraction],
             kept = _candidate(toks[i:])
             if kept is None:
                 continue
-            renderer = _Renderer([*earlier, *(e.value for e in found)], sourced)
+            renderer = _Renderer([*earlier, *((e.value, e.written) for e in found)], sourced)
             expr = renderer.render(kept)
             if expr is None:
                 continue
             expr = _whole(expr, stated)
-            candidate = _Equation(expr, start, match.end(), stated, percent)
+            candidate = _Equation(expr, start, match.end(), stated, percent,
+                                  _written(match.group("num")),
+                                  any(c in _CURRENCY for c in match.group("num")))
             if _close(expr.value, stated):
                 best = candidate
                 break  # the longest expression that gives the stated result
@@ -379,7 +405,7 @@ def parse_cot(cot: str, question: str) -> list[Step]:
     lines = [ln for ln in cot.splitlines() if ln.strip() and not ln.strip().startswith("####")]
     sourced = question_numbers(question)
     steps: list[Step] = []
-    values: list[Fraction] = []
+    values: list[tuple[Fraction, str]] = []
     for line in lines:
         for sentence in _SENTENCE_END.split(_BULLET.sub("", line).strip()):
             equations = _equations(sentence, values, sourced)
@@ -396,10 +422,11 @@ def parse_cot(cot: str, question: str) -> list[Step]:
                                    f"{eq.expr.stray[0]} in {sentence!r}")
             last = equations[-1]
             subgoal = describe(sentence, last.start, last.end,
-                               currency=last.expr.currency, percent=last.percent)
+                               currency=last.expr.currency or last.money,
+                               percent=last.percent)
             steps.append(Step(subgoal, tuple(
                 Computation(eq.expr.text, eq.value, eq.percent) for eq in equations)))
-            values += [eq.value for eq in equations]
+            values += [(eq.value, eq.written) for eq in equations]
     if not steps:
         raise CotError("no steps", cot.strip().splitlines()[0] if cot.strip() else "(empty)")
     return steps

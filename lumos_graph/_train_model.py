@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,11 @@ def add_lora(
         init_lora_weights=init_weights,
     )
     try:
-        return get_peft_model(base, config)
+        with warnings.catch_warnings():
+            # peft asks transformers 5 for a deprecated attribute; nothing for users to act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                    category=FutureWarning)
+            return get_peft_model(base, config)
     except ValueError as error:  # peft: "Target modules ... not found in the base model"
         raise ConfigError(f"LoRA target modules {list(target_modules)}: {error}") from error
 

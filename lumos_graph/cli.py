@@ -190,10 +190,12 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _datasets(out: TextIO) -> int:
     from .datasets import list_datasets
 
-    for info in list_datasets():
+    infos = list_datasets()
+    width = max(len(i.name) for i in infos)
+    for info in infos:
         size = f"{info.size:,}" if info.size else "?"
-        print(f"{info.name:<16} {info.split:<5} {info.kind:<6} {size:>6}  {info.description}",
-              file=out)
+        print(f"{info.name:<{width}}  {info.split:<5} {info.kind:<6} {size:>6}  "
+              f"{info.description}", file=out)
     return 0
 
 

