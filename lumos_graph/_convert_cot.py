@@ -5,7 +5,10 @@ expression (``3 * 12``), the value it states (36) and a subgoal describing what 
 (``Calculate the number of pencils she has.``). Units between the numbers (``90 onion / 10
 onion/minute``), currency signs and thousands separators are dropped; ``x``/``×``/``÷`` become
 ``*``/``/``; ``half``/``twice`` become numbers. A number that equals an earlier step's result
-becomes that step's variable (``R2``), once per expression.
+becomes that step's variable (``R2``): first a result written the same way, then a number the
+question states, then any result of that value. A number from nowhere (neither in the
+question, nor an earlier result, nor a common constant such as 7 days or 60 minutes) fails the
+solution: the model must not learn to pull numbers out of thin air.
 
 This reads dataset text written by people, not model output, so it lives outside
 :mod:`lumos_graph.protocol`; the subgoal sentences it builds are training targets, and they
@@ -59,14 +62,16 @@ _TOKEN = re.compile(
 )
 _NUMBER_WORDS = {"half": Fraction(1, 2), "twice": Fraction(2), "double": Fraction(2),
                  "triple": Fraction(3), "thrice": Fraction(3), "quarter": Fraction(1, 4)}
-_SPELLED = {w: Fraction(n) for n, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_SPELLED = {w: Fraction(n) for n, w in enumerate((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty"
+))}
 _SPELLED.update({"thirty": Fraction(30), "forty": Fraction(40), "fifty": Fraction(50),
                  "hundred": Fraction(100), "dozen": Fraction(12), "thousand": Fraction(1000)})
 # numbers a worked solution may use without the question stating them (units, calendars)
 CONSTANTS = frozenset(Fraction(n) for n in (
-    *range(0, 13), 15, 16, 20, 24, 26, 30, 31, 36, 48, 50, 52, 60, 100, 360, 365, 1000, 3600))
+    *range(13), 15, 16, 20, 24, 26, 30, 31, 36, 48, 50, 52, 60, 100, 360, 365, 1000, 3600))
 
 
 @dataclass(frozen=True)
@@ -183,9 +188,8 @@ class _Renderer:
                    if _close(self.earlier[k][0], value)]
         fresh = [k for k in matches if k not in self.used]
         same = [k for k in fresh if self.earlier[k][1] == written]
-        if strict:
-            return (same or [None])[0]
-        return (same or fresh or matches or [None])[0]
+        found = same if strict else same or fresh or matches
+        return found[0] if found else None
 
     def operand(self, value: Fraction, text: str, as_written: Fraction, written: str) -> None:
         sourced = _is_sourced(as_written, self.sourced)

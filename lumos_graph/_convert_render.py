@@ -16,6 +16,7 @@ from typing import Any
 
 from . import protocol
 from .actions import ActionSet
+from .errors import LumosError
 from .execution import run_action
 from .metrics import numeric_match
 from .nodes import Caps
@@ -28,7 +29,7 @@ FORMULATIONS = ("onetime", "iterative")
 _CAPS = Caps()
 
 
-class ConversionError(Exception):
+class ConversionError(LumosError):
     """An item that does not become training data; ``reason`` is the key it is counted under."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

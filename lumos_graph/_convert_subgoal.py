@@ -41,31 +41,42 @@ _CONDITION_WORD = re.compile(r"^(?:if|since|as|when|while|because|given that)\s+
                              re.IGNORECASE)
 _CONSEQUENCE = re.compile(r"^(?:so|then|thus|hence|therefore|it means|which means)\b",
                           re.IGNORECASE)
-_PREPOSITION = frozenset(
-    "in on at after before with for from while during out to yesterday tomorrow today "
-    "combining by of".split())
+_PREPOSITION = frozenset((
+    "in", "on", "at", "after", "before", "with", "for", "from", "while", "during", "out", "to",
+    "yesterday", "tomorrow", "today", "combining", "by", "of"
+))
 _QUANTITY = re.compile(
     r"\b(?:total|number|amount|cost|price|fee|fees|charge|sum|average|difference|ratio|"
     r"chances?|length|time|rate|percentage|proceeds|bill|revenue|value|ages?|profit|"
     r"discount|savings)\b", re.IGNORECASE)
 _COPULA = re.compile(r"\s+(?:is|are|was|were|will be|would be|comprises)$", re.IGNORECASE)
 _NOUN_PHRASE = re.compile(r"^(?:the|a|an|his|her|their|its|our|total)\b", re.IGNORECASE)
-_STOP = frozenset(
-    "in on at for to from per each every with by because and or but so after before a an the "
-    "during than as which that who if when while of".split())
-_OPEN_END = frozenset(
-    "be cost costs spent spend spends paid pay pays earned earn earns made make makes has have "
-    "had get gets got need needs needed is are was were will would can could".split())
-_VERBS = frozenset(
-    "will would can could should must may might are is were was have has had do does did "
-    "came come went go get got remain remained need needs needed pop came left".split())
-_KEEP_CASE = frozenset({"I"})
-_LOWER = frozenset(
-    "she he they there it the this that these those we you her his their its a an in on "
-    "at after before each all together our my your one some with yesterday tomorrow today "
-    "on".split())
-_STARTERS = frozenset("right writing total there so if since when while".split())
-_MONEY = frozenset("dollars dollar euros euro pounds pound cents cent yen rupees".split())
+_STOP = frozenset((
+    "in", "on", "at", "for", "to", "from", "per", "each", "every", "with", "by", "because",
+    "and", "or", "but", "so", "after", "before", "a", "an", "the", "during", "than", "as",
+    "which", "that", "who", "if", "when", "while", "of"
+))
+_OPEN_END = frozenset((
+    "be", "cost", "costs", "spent", "spend", "spends", "paid", "pay", "pays", "earned", "earn",
+    "earns", "made", "make", "makes", "has", "have", "had", "get", "gets", "got", "need",
+    "needs", "needed", "is", "are", "was", "were", "will", "would", "can", "could"
+))
+_VERBS = frozenset((
+    "will", "would", "can", "could", "should", "must", "may", "might", "are", "is", "were",
+    "was", "have", "has", "had", "do", "does", "did", "came", "come", "went", "go", "get",
+    "got", "remain", "remained", "need", "needs", "needed", "pop", "left"
+))
+_LOWER = frozenset((
+    "she", "he", "they", "there", "it", "the", "this", "that", "these", "those", "we", "you",
+    "her", "his", "their", "its", "a", "an", "in", "on", "at", "after", "before", "each", "all",
+    "together", "our", "my", "your", "one", "some", "with", "yesterday", "tomorrow", "today"
+))
+_STARTERS = frozenset((
+    "right", "writing", "total", "there", "so", "if", "since", "when", "while"
+))
+_MONEY = frozenset((
+    "dollars", "dollar", "euros", "euro", "pounds", "pound", "cents", "cent", "yen", "rupees"
+))
 _TOTAL = re.compile(r"\b(?:in total|a total|total of|altogether|combined)\b", re.IGNORECASE)
 
 
@@ -86,7 +97,7 @@ def describe(sentence: str, start: int, end: int, *, currency: bool, percent: bo
             if verb in ("find", "figure out", "work out", "compute", "determine", "calculate"):
                 return _sentence(f"Calculate{match.group('rest')}")
             return _sentence(head[match.start("verb"):])
-        return _sentence(f"Calculate {_the(_LEADING.sub('', head))}")
+        return _sentence(f"Calculate {_the(head)}")  # "Total pear:", "Combined total:"
     if colon > 0:
         before = before[colon + 1:].strip()
     if before.endswith("="):  # "Susan = 0.5 * 470 + 27 = 262 points"
@@ -198,9 +209,10 @@ def _noun(unit: str, comparative: str, *, currency: bool, percent: bool,
     return f"the {'total ' if total else ''}number of {unit}"
 
 
-def _the(text: str) -> str:
-    text = _lower(text)
-    return text if _NOUN_PHRASE.match(text) else f"the {text}"
+def _the(head: str) -> str:
+    """A heading as a noun phrase: ``Total pear`` -> ``the total pear``."""
+    text = head[:1].lower() + head[1:]
+    return text if _NOUN_PHRASE.match(text) and not text.startswith("total") else f"the {text}"
 
 
 def _lower(text: str) -> str:

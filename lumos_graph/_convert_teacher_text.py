@@ -1,4 +1,4 @@
-"""Model-facing text of the teacher converter (:func:`lumos_graph.training_data.convert_with_teacher`).
+"""Model-facing text of the teacher converter (``training_data.convert_with_teacher``).
 
 A teacher chat model reads a question and its worked solution and writes the LUMOS annotation:
 the OnePass plan on the first line, then one line of actions per subgoal. The reply is read

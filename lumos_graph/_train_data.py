@@ -19,7 +19,7 @@ import json
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,10 +84,10 @@ class DataStats:
     dropped_no_target: int = 0
     dropped_template_mismatch: int = 0
     first_problem: str = ""
-    sources: list[str] = field(default_factory=list)
+    """The first conversation dropped off the template, and why."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "sources"}
+        return dict(self.__dict__)
 
 
 class TemplateMismatchError(ValueError):

@@ -188,7 +188,7 @@ def _save_checkpoint(
     temp = folder / f".partial-{final.name}"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
-    model.save_pretrained(str(temp))
+    model.save_pretrained(str(temp), save_embedding_layers=False)
     torch.save(
         {
             "optimizer": optimizer.state_dict(),
@@ -283,11 +283,11 @@ def run_training(
         loss_sum = 0.0
         for batch in micro_batches:
             loss = token_loss_sum(model, [examples[i] for i in batch], pad_id)
-            (loss / step_targets).backward()
+            (loss / step_targets).backward()  # type: ignore[no-untyped-call]
             loss_sum += float(loss.detach())
         if settings.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        lr = scheduler.get_last_lr()[0]
+        lr = float(scheduler.get_last_lr()[0])
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

@@ -114,7 +114,7 @@ def add_lora(
     base: Any,
     *,
     rank: int,
-    alpha: float,
+    alpha: int,
     dropout: float,
     target_modules: tuple[str, ...],
     init_weights: bool = True,

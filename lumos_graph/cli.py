@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="maths-dev questions per mode (default 3)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     sub.add_parser("models", help="list the model presets")
+    from . import cli_data
+
+    cli_data.add_parsers(sub)
     sample = sub.add_parser("sample-db", help="build a sample database for the sql tools")
     sample.add_argument("name", choices=("chinook",), help="chinook: a music store")
     sample.add_argument("out", nargs="?", default="chinook.sqlite",
@@ -105,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(sys.stdout)
         if args.command == "datasets":
             return _datasets(sys.stdout)
+        if args.command == "data":
+            from .cli_data import run
+
+            return run(args, sys.stdout, sys.stderr)
         if args.command == "eval":
             return _eval(args, sys.stdout, sys.stderr)
         if args.command == "bench":

@@ -20,7 +20,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train`` to an ``add_subparsers()`` object; returns its parser."""
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "train",
         help="train LoRA adapters on LUMOS conversation files (pip install 'lumos-graph[train]')",
         description="Train LoRA adapters with transformers + peft on JSONL conversation files "
@@ -47,7 +47,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--stage2-lr-factor", type=float, default=0.2,
                    help="glpft stage-2 learning rate = lr x this (default: 0.2)")
     p.add_argument("--rank", type=int, default=16, help="LoRA rank (default: 16)")
-    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
+    p.add_argument("--alpha", type=int, default=None, help="LoRA alpha (default: 2 x rank)")
     p.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout (default: 0.05)")
     p.add_argument("--target-modules", default=",".join(DEFAULT_TARGET_MODULES),
                    help="modules given a LoRA (default: %(default)s)")
@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=args.data, out=args.out, base=args.base, modules=modules, schedule=args.schedule,
         epochs=args.epochs, max_steps=args.max_steps, lr=args.lr,
         stage2_lr_factor=args.stage2_lr_factor, rank=args.rank,
-        alpha=args.alpha if args.alpha is not None else 2.0 * args.rank,
+        alpha=args.alpha if args.alpha is not None else 2 * args.rank,
         dropout=args.dropout, target_modules=targets, batch_tokens=args.batch_tokens,
         grad_accum=args.grad_accum, max_seq_len=args.max_seq_len, seed=args.seed,
         threads=args.threads, save_every=args.save_every, resume=args.resume,

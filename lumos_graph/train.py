@@ -96,7 +96,7 @@ class TrainConfig:
     lr: float = 2e-4
     stage2_lr_factor: float = 0.2
     rank: int = 16
-    alpha: float = 32.0
+    alpha: int = 32
     dropout: float = 0.05
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
     batch_tokens: int = 4096
@@ -125,7 +125,7 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be at least 1, not {self.max_steps}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, not {self.threads}")
-        if not self.lr > 0 or not self.stage2_lr_factor > 0 or self.alpha <= 0:
+        if not self.lr > 0 or not self.stage2_lr_factor > 0 or self.alpha < 1:
             raise ConfigError("lr, stage2_lr_factor and alpha must be positive")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("dropout and warmup_ratio must be in [0, 1)")
@@ -394,7 +394,7 @@ class _Trainer:
             )
             if peft_dir.exists():
                 shutil.rmtree(peft_dir)
-            model.save_pretrained(str(peft_dir))
+            model.save_pretrained(str(peft_dir), save_embedding_layers=False)
         finally:
             self.base = remove_lora(model)
         training = asdict(loop)

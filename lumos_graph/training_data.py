@@ -24,6 +24,15 @@ planner gets ``The executed result for Subgoal k is ...`` after each subgoal and
 Every converted example is checked by executing its actions with the real tools and comparing
 the final value with the gold answer; failures are dropped and counted by reason in the
 :class:`TrainingSet`'s ``report``.
+
+**The shipped set** (:func:`shipped_training_set`; ``lumos-graph data convert --source
+shipped``): 3,248 checked annotations of 3,500 items from templates 0-79, rendered on load.
+Made with (``pip install reasoning-gym``; about 10 seconds)::
+
+    python -c "from lumos_graph import training_data as t; \\
+               s = t.convert_gsm_symbolic(t.generate_items(3500, seed=1)); \\
+               t.save_annotations(s.annotations, \\
+                                  'lumos_graph/data/lumos_maths_annotations.jsonl.gz')"
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from random import Random
@@ -55,6 +64,7 @@ __all__ = [
     "TEST_TEMPLATES",
     "TRAIN_TEMPLATES",
     "Annotation",
+    "ConversionError",
     "MixReport",
     "TrainingSet",
     "annotate",
@@ -62,8 +72,12 @@ __all__ = [
     "convert_with_teacher",
     "generate_items",
     "mix",
+    "read_examples",
     "read_training",
+    "refuse_test_items",
+    "save_annotations",
     "shipped_training_set",
+    "template_of",
     "trajectories_to_training",
     "write_training",
 ]
@@ -71,11 +85,11 @@ __all__ = [
 Example = dict[str, Any]
 Item = dict[str, Any]
 SOURCE = "gsm_symbolic"
-TRAIN_TEMPLATES = range(0, 80)
+TRAIN_TEMPLATES = range(80)
 TEST_TEMPLATES = range(80, 100)
 FILES = tuple(file_name("maths", m, f) for m in ("plan", "ground")
               for f in ("onetime", "iterative"))
-SHIPPED = "lumos_maths_train.jsonl.gz"
+SHIPPED = "lumos_maths_annotations.jsonl.gz"
 _TEMPLATE_ID = re.compile(r"^gsm_symbolic-(\d+)-")
 _SAMPLES = 3  # ids kept per drop reason in a report
 
@@ -90,6 +104,8 @@ class TrainingSet:
 
     files: dict[str, list[Example]] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    # the checked annotations and their subgoals' results (the converters fill it)
+    annotations: list[tuple[Annotation, list[str]]] = field(default_factory=list)
 
     def add(self, found: dict[str, Example]) -> None:
         for name, example in found.items():
@@ -109,10 +125,12 @@ def generate_items(n: int, *, seed: int = 1) -> list[Item]:
     if n < 1:
         raise ConfigError(f"the number of items must be at least 1, not {n}")
     try:
-        from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import tasks_ok
+        from reasoning_gym.arithmetic.gsm_symbolic import (  # type: ignore[import-untyped]
+            gsm_symbolic,
+        )
     except ImportError:
         raise ConfigError("generating GSM questions needs: pip install reasoning-gym") from None
-    usable = len(set(TRAIN_TEMPLATES) & set(tasks_ok))
+    usable = len(set(TRAIN_TEMPLATES) & set(gsm_symbolic.tasks_ok))
     items = generate_gsm_symbolic(TRAIN_TEMPLATES, len(TRAIN_TEMPLATES), seed=seed,
                                   per_template=-(-n // usable))
     return items[:n]
@@ -172,9 +190,16 @@ def annotate(item: Item) -> Annotation:
             calls.append(protocol.ActionCall((f"R{k}",), "Calculator",
                                              computation.expression).render())
         lines.append(protocol.render_actions(calls))
-    return Annotation(id=str(item.get("id", "")), source=SOURCE, task=question,
+    return Annotation(id=str(item.get("id", "")), source=_source(item), task=question,
                       gold=str(item["answer"]), subgoals=tuple(s.subgoal for s in steps),
                       actions=tuple(lines))
+
+
+def _source(item: Item) -> str:
+    """The ``dataset`` field of an item's examples: ``gsm_symbolic`` or the item's own."""
+    if template_of(item) is not None:
+        return SOURCE
+    return str(item.get("dataset") or item.get("source") or "custom")
 
 
 def _number(c: Computation, scale: int = 1) -> str:
@@ -225,7 +250,7 @@ def convert_with_teacher(items: Sequence[Item], teacher: BaseChatModel, *,
             subgoals, lines = split_teacher_reply(reply.text)
         except protocol.ParseError as exc:
             raise ConversionError("unparseable teacher output", exc.reason) from None
-        return Annotation(id=str(item.get("id", "")), source=SOURCE,
+        return Annotation(id=str(item.get("id", "")), source=_source(item),
                           task=str(item["question"]).strip(), gold=str(item["answer"]),
                           subgoals=tuple(subgoals), actions=tuple(lines))
 
@@ -262,6 +287,7 @@ def _convert(items: Sequence[Item], annotate_one: Callable[[Item], Annotation],
                 found.append(f"{item.get('id')}: {exc.detail}".rstrip(": "))
             continue
         result.add(examples(annotation, results, listing))
+        result.annotations.append((annotation, results))
     result.report = {
         "source": source,
         "items": len(items),
@@ -342,20 +368,33 @@ def read_examples(path: str | Path) -> list[Example]:
 def shipped_training_set() -> dict[str, list[Example]]:
     """The converted ``gsm_symbolic`` training set that ships with the package, by file name.
 
-    One gzipped JSONL file holds the four files' examples, each tagged with its ``file``.
+    The package ships the checked annotations (:func:`save_annotations`), not the rendered
+    conversations: they are rendered here with :mod:`lumos_graph.protocol`, so they always
+    match what the installed graph sends.
     """
-    data = resources.files("lumos_graph.data").joinpath(SHIPPED).read_bytes()
-    files: dict[str, list[Example]] = {name: [] for name in FILES}
+    from .tools.maths import math_actions
+
+    try:
+        data = resources.files("lumos_graph.data").joinpath(SHIPPED).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"this install lacks the shipped training set ({SHIPPED}); make one "
+                          "with: lumos-graph data convert --source gsm-symbolic") from None
+    listing = math_actions().listing()
+    result = TrainingSet()
     for line in gzip.decompress(data).decode("utf-8").splitlines():
         row = json.loads(line)
-        files[row.pop("file")].append(row)
-    return files
+        annotation = Annotation(id=row["id"], source=row["source"], task=row["task"],
+                                gold=row["gold"], subgoals=tuple(row["subgoals"]),
+                                actions=tuple(row["actions"]))
+        result.add(examples(annotation, row["results"], listing))
+    return result.files
 
 
-def pack_training(files: dict[str, list[Example]], out: str | Path) -> Path:
-    """Write ``files`` as one gzipped JSONL file (the :func:`shipped_training_set` form)."""
-    lines = [json.dumps({"file": name, **row}, ensure_ascii=False)
-             for name, rows in sorted(files.items()) for row in rows]
+def save_annotations(annotations: Sequence[tuple[Annotation, list[str]]],
+                     out: str | Path) -> Path:
+    """Write checked annotations and their results as gzipped JSONL (the shipped form)."""
+    lines = [json.dumps({**asdict(a), "results": list(results)}, ensure_ascii=False)
+             for a, results in annotations]
     path = Path(out)
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0))
     return path
