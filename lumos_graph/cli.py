@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     from . import cli_data
 
     cli_data.add_parsers(sub)
+    from . import cli_train
+
+    cli_train.add_parser(sub)
     sample = sub.add_parser("sample-db", help="build a sample database for the sql tools")
     sample.add_argument("name", choices=("chinook",), help="chinook: a music store")
     sample.add_argument("out", nargs="?", default="chinook.sqlite",
@@ -108,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _models(sys.stdout)
         if args.command == "datasets":
             return _datasets(sys.stdout)
+        if args.command == "train":
+            from .cli_train import run as run_train
+
+            return run_train(args, sys.stdout, sys.stderr)
         if args.command == "data":
             from .cli_data import run
 
