@@ -83,6 +83,7 @@ class DataStats:
     dropped_too_long: int = 0
     dropped_no_target: int = 0
     dropped_template_mismatch: int = 0
+    left_out_over_limit: int = 0
     first_problem: str = ""
     """The first conversation dropped off the template, and why."""
 
@@ -254,6 +255,22 @@ def build_examples(
 
 
 # --------------------------------------------------------------------------- batches
+
+
+def subsample(
+    examples: list[Example], stats: DataStats, limit: int | None, seed: int
+) -> list[Example]:
+    """At most ``limit`` examples, a seeded random subset (in their original order); the
+    stats then count what is used and how many were left out."""
+    if limit is None or len(examples) <= limit:
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    chosen = [examples[i] for i in keep]
+    stats.left_out_over_limit += len(examples) - limit
+    stats.examples = limit
+    stats.tokens = sum(len(e.input_ids) for e in chosen)
+    stats.target_tokens = sum(e.target_tokens for e in chosen)
+    return chosen
 
 
 def make_batches(

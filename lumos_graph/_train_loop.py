@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._train_data import IGNORE_INDEX, Example, make_batches
+from ._train_report import LoopResult, StepReport
 from .errors import ConfigError
 
 CHECKPOINT_PREFIX = "step-"
@@ -50,47 +51,6 @@ class LoopSettings:
     warmup_ratio: float
     weight_decay: float
     max_grad_norm: float
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """Progress after one optimizer step (what a progress bar shows)."""
-
-    name: str
-    step: int
-    total_steps: int
-    epoch: int
-    loss: float
-    lr: float
-    tokens: int
-    target_tokens: int
-    seconds: float
-    """Training seconds of this session (a resumed run restarts the clock)."""
-    session_tokens: int
-    checkpoint: str | None
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.session_tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class LoopResult:
-    """What one adapter's training did."""
-
-    steps: int
-    total_steps: int
-    resumed_from_step: int
-    tokens: int
-    target_tokens: int
-    seconds: float
-    session_tokens: int
-    first_loss: float | None
-    last_loss: float | None
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.session_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- schedule
@@ -321,7 +281,3 @@ def run_training(
         first_loss=state["first_loss"],
         last_loss=state["last_loss"],
     )
-
-
-def settings_dict(settings: LoopSettings) -> dict[str, Any]:
-    return asdict(settings)

@@ -9,11 +9,20 @@ exits with 2 like every other command.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from typing import Any, TextIO
 
 from .errors import ConfigError
-from .train import DEFAULT_TARGET_MODULES, MODULES, TrainConfig, TrainResult, train
+from .train import (
+    DEFAULT_TARGET_MODULES,
+    MODULES,
+    StepReport,
+    TrainConfig,
+    TrainResult,
+    train,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -57,6 +66,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="micro-batches per optimizer step (default: 1)")
     p.add_argument("--max-seq-len", type=int, default=2048,
                    help="longer conversations are dropped and counted (default: 2048)")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="at most N examples per module, a seeded random subset")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: one per physical core)")
@@ -92,7 +103,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stage2_lr_factor=args.stage2_lr_factor, rank=args.rank,
         alpha=args.alpha if args.alpha is not None else 2 * args.rank,
         dropout=args.dropout, target_modules=targets, batch_tokens=args.batch_tokens,
-        grad_accum=args.grad_accum, max_seq_len=args.max_seq_len, seed=args.seed,
+        grad_accum=args.grad_accum, max_seq_len=args.max_seq_len,
+        max_examples=args.max_examples, seed=args.seed,
         threads=args.threads, save_every=args.save_every, resume=args.resume,
         export_gguf=not args.no_gguf, export_base=args.export_base,
     )
@@ -102,6 +114,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run ``lumos-graph train``: progress on ``err``, figures on ``out``."""
     config = config_from_args(args)
     config.check()
+    if "torch" not in sys.modules:
+        # torch's OpenMP threads spin while they wait; on a CPU shared with other work (an
+        # agent, a benchmark) that made elementwise ops 70x slower and training 3x slower here.
+        # Must be set before torch loads OpenMP; an explicit setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     bar = _StepBar(err)
     try:
         result = train(config, on_step=bar.update, log=bar.log)
@@ -129,7 +146,7 @@ class _StepBar:
         self.err.write(f"{line}\n")
         self.err.flush()
 
-    def update(self, report: Any) -> None:
+    def update(self, report: StepReport) -> None:
         width = 24
         filled = round(width * report.step / max(1, report.total_steps))
         line = (f"{report.name:<7} [{'#' * filled}{'.' * (width - filled)}] "
@@ -164,6 +181,8 @@ def _print_result(result: TrainResult, out: TextIO) -> None:
         dropped = (f"dropped {data['dropped_too_long']} too long, "
                    f"{data['dropped_template_mismatch']} off template, "
                    f"{data['dropped_no_target']} without assistant turn")
+        if data.get("left_out_over_limit"):
+            dropped += f"; {data['left_out_over_limit']} left out by --max-examples"
         first, last = training.get("first_loss"), training.get("last_loss")
         loss = f"loss {first:.4f} -> {last:.4f}" if first is not None and last is not None else ""
         note = " (finished earlier)" if adapter.reused else ""

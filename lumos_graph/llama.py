@@ -249,8 +249,13 @@ class ChatLlamaCpp(BaseChatModel):
         super().__init__(**data)
         # After pydantic, so the message is ours and not wrapped in a ValidationError.
         check_gguf(self.model_path)
-        if self.lora_path is not None and not os.path.isfile(self.lora_path):
-            raise ConfigError(f"LoRA adapter not found: {self.lora_path}")
+        if self.lora_path is not None:
+            if not os.path.isfile(self.lora_path):
+                raise ConfigError(f"LoRA adapter not found: {self.lora_path}")
+            from .lora_gguf import check_lora_gguf
+
+            # llama.cpp logs a mismatched adapter and then segfaults on the first decode
+            check_lora_gguf(self.lora_path, self.model_path)
 
     # -- LangChain plumbing
 

@@ -25,7 +25,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,6 +51,9 @@ __all__ = [
 PromptFormat = Literal["chat_template", "lumos"]
 
 DEFAULT_PRESET = "qwen2.5-coder-0.5b"
+# The default model with the LUMOS maths adapter this package ships (lumos_graph/data/adapters)
+TRAINED_PRESET = "qwen2.5-coder-0.5b-lumos-maths"
+TRAINED_ADAPTER = "qwen2.5-coder-0.5b-lumos-maths-lora-f16.gguf"
 LUMOS_DOMAINS = ("maths", "complex_qa", "web_agent", "multimodal", "unified")
 _LUMOS_MODULES = ("plan", "ground")
 _LUMOS_FORMULATIONS = ("iterative", "onetime")
@@ -73,6 +76,8 @@ class ModelSpec:
     path: Path
     prompt_format: PromptFormat
     description: str
+    # ChatLlamaCpp settings the preset needs (a LoRA adapter, no few-shot examples)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,7 @@ def create_chat_model(spec: str = "default", **overrides: Any) -> ChatLlamaCpp:
         "model_path": str(model.path),
         "prompt_format": model.prompt_format,
         "model_name": model.name,
+        **model.settings,
     }
     fields.update(overrides)
     return ChatLlamaCpp(**fields)
@@ -218,9 +224,11 @@ class _Preset:
     prompt_format: PromptFormat
     locate: Callable[[], Path]
     is_installed: Callable[[], bool]
+    settings: Callable[[], dict[str, Any]] = dict
 
     def resolve(self) -> ModelSpec:
-        return ModelSpec(self.name, check_gguf(self.locate()), self.prompt_format, self.description)
+        return ModelSpec(self.name, check_gguf(self.locate()), self.prompt_format,
+                         self.description, self.settings())
 
     def installed(self) -> bool:
         return self.is_installed()
@@ -246,6 +254,13 @@ def _smollm2_path() -> Path:
     return package / _SMOLLM2_FILE
 
 
+def _shipped_adapter(name: str) -> Path:
+    path = Path(__file__).parent / "data" / "adapters" / name
+    if not path.is_file():
+        raise ModelNotFoundError(f"the shipped adapter {name} is missing from {path.parent}")
+    return path
+
+
 def _qwen_path() -> Path:
     return ensure_joined(QWEN_CODER_CHUNKS)
 
@@ -268,6 +283,15 @@ _PRESETS: dict[str, _Preset] = {
         "chat_template",
         _qwen_path,
         _qwen_installed,
+    ),
+    TRAINED_PRESET: _Preset(
+        TRAINED_PRESET,
+        "the default model with lumos-graph's LUMOS maths adapter (LoRA trained on "
+        "gsm_symbolic templates 0-79; bare protocol, no few-shot examples)",
+        "chat_template",
+        _qwen_path,
+        _qwen_installed,
+        lambda: {"lora_path": str(_shipped_adapter(TRAINED_ADAPTER)), "few_shot": False},
     ),
     "smollm2-135m": _Preset(
         "smollm2-135m",

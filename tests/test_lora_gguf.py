@@ -122,7 +122,9 @@ def write_tiny_gguf(model: Any, path: Path) -> Path:
     return path
 
 
-def random_lora(model: Any, folder: Path, targets: list[str], **options: Any) -> Any:
+def random_lora(
+    model: Any, folder: Path, targets: list[str], b_std: float = 0.05, **options: Any
+) -> Any:
     """Wrap ``model`` in a LoRA whose B is random too (peft's ``init_lora_weights=False``)."""
     torch.manual_seed(1)
     config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=targets,
@@ -131,7 +133,7 @@ def random_lora(model: Any, folder: Path, targets: list[str], **options: Any) ->
     with torch.no_grad():  # peft's random B is small; make the adapter matter
         for name, param in wrapped.named_parameters():
             if "lora_B" in name:
-                param.normal_(0.0, 0.05)
+                param.normal_(0.0, b_std)
     wrapped.save_pretrained(str(folder))
     return wrapped.eval()
 
@@ -267,7 +269,7 @@ def test_adapter_for_the_default_model_loads_in_chat_llama_cpp_and_changes_it(
     shape_only = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
         vocab_size=16, hidden_size=896, intermediate_size=16, num_hidden_layers=24,
         num_attention_heads=14, num_key_value_heads=2))
-    random_lora(shape_only, tmp_path / "adapter", ["q_proj", "v_proj"])
+    random_lora(shape_only, tmp_path / "adapter", ["q_proj", "v_proj"], b_std=0.3)
     written = export_lora_gguf(tmp_path / "adapter", default_gguf, tmp_path / "lora.gguf")
     assert written.tensors == 48 and check_lora_gguf(written.path, default_gguf) == 48
 
