@@ -317,3 +317,27 @@ def test_the_default_preset_joins_its_chunks_into_the_cache(
     assert resolved.path == home / "fake.gguf"
     assert resolved.prompt_format == "chat_template"
     assert [p.installed for p in list_presets() if p.name == DEFAULT_PRESET] == [True]
+
+
+@pytest.mark.model
+def test_the_trained_preset_is_the_base_model_with_the_shipped_adapter(default_gguf: Path) -> None:
+    from lumos_graph.models import TRAINED_PRESET, create_chat_model, resolve_model
+
+    spec = resolve_model(TRAINED_PRESET)
+    assert spec.path == default_gguf
+    lora = Path(spec.settings["lora_path"])
+    assert lora.is_file() and lora.parent.name == "adapters"
+    model = create_chat_model(TRAINED_PRESET)
+    assert model.lora_path == str(lora) and model.few_shot is False
+    plain = create_chat_model("default")
+    assert plain.lora_path is None and plain.few_shot is True
+    assert model.pool_key != plain.pool_key  # the adapter is part of what is loaded
+
+
+def test_an_adapter_that_does_not_fit_the_base_is_a_config_error(tmp_path: Path) -> None:
+    base = tmp_path / "base.gguf"
+    base.write_bytes(b"GGUF" + b"\0" * 60)
+    lora = tmp_path / "lora.gguf"
+    lora.write_bytes(b"not an adapter")
+    with pytest.raises(ConfigError):
+        ChatLlamaCpp(model_path=str(base), lora_path=str(lora))
