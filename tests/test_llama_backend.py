@@ -121,8 +121,10 @@ def test_context_overflow_is_a_value_error_but_not_a_usage_error() -> None:
 
 
 def test_equal_settings_share_a_key_and_load_settings_split_it(
-    fake_path: str, tmp_path: Path
+    fake_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the fake file is no LoRA adapter; the adapter check has tests of its own
+    monkeypatch.setattr("lumos_graph.lora_gguf.check_lora_gguf", lambda lora, base: 0)
     base = ChatLlamaCpp(model_path=fake_path)
     link = tmp_path / "link.gguf"
     link.symlink_to(fake_path)

@@ -79,8 +79,8 @@ def test_local_gguf_resolves_and_lumos_named_files_get_the_lumos_format(tmp_path
 
 def test_list_presets_covers_defaults_and_every_lumos_module() -> None:
     names = [p.name for p in list_presets()]
-    assert names[:2] == [DEFAULT_PRESET, "smollm2-135m"]
-    assert len(names) == len(set(names)) == 2 + 5 * 2 * 2
+    assert names[:3] == [DEFAULT_PRESET, "qwen2.5-coder-0.5b-lumos-maths", "smollm2-135m"]
+    assert len(names) == len(set(names)) == 3 + 5 * 2 * 2
     assert "lumos-complex_qa-ground-iterative" in names
     assert all(p.prompt_format == "lumos" for p in list_presets() if p.name.startswith("lumos-"))
 
