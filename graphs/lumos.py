@@ -32,6 +32,7 @@ from lumos_graph.nodes import (
     route_after_ground,
     route_after_plan,
 )
+from lumos_graph.models import as_chat_model
 from lumos_graph.state import LumosState
 from lumos_graph.toolsets import ToolLike, create_actions
 
@@ -104,13 +105,13 @@ def create_lumos_agent(
     if mode not in ("onepass", "iterative"):
         raise ConfigError(f"mode must be 'onepass' or 'iterative', not {mode!r}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
-    shared = _chat_model(model) if (planner is None or grounder is None) else None
-    grounding_model = _chat_model(grounder) if grounder is not None else shared
+    shared = as_chat_model(model) if (planner is None or grounder is None) else None
+    grounding_model = as_chat_model(grounder) if grounder is not None else shared
     action_set = _action_set(actions, grounding_model)  # type: ignore[arg-type]
     complex_qa = "QA" in action_set.names
     spec = AgentSpec(
         mode=mode,
-        planner=_chat_model(planner) if planner is not None else shared,  # type: ignore[arg-type]
+        planner=as_chat_model(planner) if planner is not None else shared,  # type: ignore[arg-type]
         grounder=grounding_model,  # type: ignore[arg-type]
         actions=action_set,
         caps=caps,
@@ -126,14 +127,6 @@ def create_lumos_agent(
     return graph.with_config(recursion_limit=3 * (max_model_calls + max_subgoals) + 10)
 
 
-def _chat_model(model: BaseChatModel | str | None) -> BaseChatModel:
-    if isinstance(model, BaseChatModel):
-        return model
-    if model is None or isinstance(model, str):
-        from lumos_graph.models import create_chat_model
-
-        return create_chat_model(model or "default")
-    raise ConfigError(f"a model must be a BaseChatModel or a model spec string, not {model!r}")
 
 
 def _action_set(

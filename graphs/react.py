@@ -31,6 +31,7 @@ from lumos_graph import protocol
 from lumos_graph.actions import Action, ActionSet, as_values
 from lumos_graph.errors import ConfigError
 from lumos_graph.execution import describe_error
+from lumos_graph.models import as_chat_model
 from lumos_graph.toolsets import ToolLike, create_actions
 
 __all__ = ["LIMIT_REASON", "action_tool", "create_react_agent", "react_answer", "react_status"]
@@ -138,7 +139,7 @@ def create_react_agent(
     """
     if max_model_calls < 1:
         raise ConfigError(f"max_model_calls must be at least 1, got {max_model_calls}")
-    chat_model = _chat_model(model)
+    chat_model = as_chat_model(model)
     action_set = (
         actions if isinstance(actions, ActionSet)
         else create_actions("maths" if actions is None else actions, model=chat_model)
@@ -182,13 +183,3 @@ def react_answer(state: Mapping[str, Any]) -> str | None:
     ):
         return None
     return _ANSWER_PREFIX.sub("", last.text).strip() or None
-
-
-def _chat_model(model: BaseChatModel | str | None) -> BaseChatModel:
-    if isinstance(model, BaseChatModel):
-        return model
-    if model is None or isinstance(model, str):
-        from lumos_graph.models import create_chat_model
-
-        return create_chat_model(model or "default")
-    raise ConfigError(f"a model must be a BaseChatModel or a model spec string, not {model!r}")

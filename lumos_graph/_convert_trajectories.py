@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._convert_render import file_name
 from .errors import ConfigError
+from .jsonl import json_lines
 
 if TYPE_CHECKING:
     from .training_data import TrainingSet
@@ -89,13 +90,7 @@ def _rows(paths: Sequence[str | Path]) -> Iterator[dict[str, Any]]:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from None
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        for n, row in json_lines(text, source=path):
             if not isinstance(row, dict):
                 raise ConfigError(f"{path}:{n}: not a trajectory object")
             yield row

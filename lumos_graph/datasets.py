@@ -108,6 +108,7 @@ from ._online_datasets import (
     svamp_items,
 )
 from .errors import ConfigError
+from .jsonl import json_lines
 from .metrics import KINDS
 from .models import model_cache_dir
 from .sample_data import fetch_package_file
@@ -210,13 +211,7 @@ def parse_jsonl(text: str, *, source: str, base: Path | None = None) -> list[Ite
             ``None``).
     """
     items, seen = [], set()
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}:{n}: not JSON ({exc.msg})") from None
+    for n, raw in json_lines(text, source=source):
         if not isinstance(raw, dict) or not isinstance(raw.get("question"), str) or (
                 "answer" not in raw):
             raise ConfigError(f"{source}:{n}: needs 'question' (a string) and 'answer'")

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import ConfigError, ModelNotFoundError
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
     from .llama import ChatLlamaCpp
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "ChunkedModel",
     "ModelSpec",
     "PresetInfo",
+    "as_chat_model",
     "check_gguf",
     "create_chat_model",
     "ensure_joined",
@@ -199,6 +202,22 @@ def create_chat_model(spec: str = "default", **overrides: Any) -> ChatLlamaCpp:
     }
     fields.update(overrides)
     return ChatLlamaCpp(**fields)
+
+
+def as_chat_model(model: BaseChatModel | str | None) -> BaseChatModel:
+    """``model`` itself when it is a chat model, else :func:`create_chat_model` of the spec
+    (``None``: the default preset).
+
+    Raises:
+        ConfigError: neither a chat model nor a spec string (or the spec does not resolve).
+    """
+    from langchain_core.language_models import BaseChatModel
+
+    if isinstance(model, BaseChatModel):
+        return model
+    if model is None or isinstance(model, str):
+        return create_chat_model(model or "default")
+    raise ConfigError(f"a model must be a BaseChatModel or a model spec string, not {model!r}")
 
 
 def list_presets() -> list[PresetInfo]:

@@ -57,6 +57,7 @@ from ._convert_render import Annotation, ConversionError, check, examples, file_
 from ._convert_teacher_text import split_teacher_reply, teacher_prompt
 from .actions import ActionSet
 from .errors import ConfigError
+from .jsonl import json_lines, read_text
 from .metrics import numeric_match
 
 __all__ = [
@@ -343,19 +344,8 @@ def read_examples(path: str | Path) -> list[Example]:
     """The examples of one JSONL file (gzipped when it ends in ``.gz``); each needs
     ``messages``, a list of ``{"role", "content"}``."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8")
-    except (OSError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    for n, row in json_lines(read_text(path), source=path):
         messages = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(messages, list) or not all(
                 isinstance(m, dict) and isinstance(m.get("role"), str)
