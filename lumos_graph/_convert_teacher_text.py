@@ -4,10 +4,10 @@ A teacher chat model reads a question and its worked solution and writes the LUM
 the OnePass plan on the first line, then one line of actions per subgoal. The reply is read
 with :mod:`lumos_graph.protocol`'s parsers (``parse_plan``, ``parse_actions``).
 
-TODO(lead): these templates belong in :mod:`lumos_graph.protocol` with the other model-facing
-text; they live here only because this change could not edit that module. Move
-``TEACHER_SYSTEM``, ``TEACHER_TASK``, ``TEACHER_EXAMPLES``, :func:`teacher_prompt` and
-:func:`split_teacher_reply` there unchanged.
+The teacher's prompt lives here, beside :mod:`lumos_graph.protocol` rather than inside it, as
+the few-shot examples live in :mod:`lumos_graph.few_shot_examples`: protocol.py is past the
+house's 500-line mark. Every text the teacher sees is a template in this one module, and its
+reply is parsed only by protocol's parsers.
 """
 
 from __future__ import annotations
