@@ -51,6 +51,7 @@ class LoopSettings:
     warmup_ratio: float
     weight_decay: float
     max_grad_norm: float
+    bf16: bool = False
 
 
 # --------------------------------------------------------------------------- schedule
@@ -129,6 +130,8 @@ def _fingerprint(examples: Sequence[Example], settings: LoopSettings, total: int
         digest.update(len(example.input_ids).to_bytes(4, "little"))
         digest.update(bytes(str(example.input_ids[-8:]), "ascii"))
     keys = (settings.lr, settings.batch_tokens, settings.grad_accum, settings.seed, total)
+    if settings.bf16:  # older checkpoints (float32 only) keep their fingerprint
+        keys += ("bf16",)
     digest.update(repr(keys).encode())
     return digest.hexdigest()[:16]
 
@@ -242,7 +245,9 @@ def run_training(
         step_tokens = sum(lengths[i] for batch in micro_batches for i in batch)
         loss_sum = 0.0
         for batch in micro_batches:
-            loss = token_loss_sum(model, [examples[i] for i in batch], pad_id)
+            # bfloat16 matmuls, float32 LoRA weights, optimizer and loss (see TrainConfig.precision)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
+                loss = token_loss_sum(model, [examples[i] for i in batch], pad_id)
             (loss / step_targets).backward()  # type: ignore[no-untyped-call]
             loss_sum += float(loss.detach())
         if settings.max_grad_norm > 0:

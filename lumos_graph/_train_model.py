@@ -79,6 +79,23 @@ def resolve_base(spec: str) -> BaseSource:
     return BaseSource(gguf.parent, gguf.name)
 
 
+def resolve_precision(precision: str) -> str:
+    """``"bf16"`` or ``"fp32"``: ``"auto"`` is bf16 where the CPU does bfloat16 in hardware.
+
+    AVX512-BF16 or AMX: there oneDNN runs bfloat16 matmuls several times faster than float32
+    (3.7x measured on an AMD EPYC with AVX512-BF16). Elsewhere bfloat16 is emulated and slower.
+    """
+    if precision != "auto":
+        return precision
+    import torch
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, name, None)  # private in torch 2.x: absent means unknown
+        if check is not None and check():
+            return "bf16"
+    return "fp32"
+
+
 def _kwargs(source: BaseSource) -> dict[str, Any]:
     return {"gguf_file": source.gguf_file} if source.gguf_file else {}
 

@@ -71,6 +71,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: one per physical core)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16: bfloat16 matmuls (LoRA weights stay float32); auto: bf16 where "
+                        "the CPU has AVX512-BF16 or AMX, else fp32 (default: auto)")
     p.add_argument("--save-every", type=int, default=50,
                    help="checkpoint every N steps (default: 50; 0: never)")
     p.add_argument("--resume", action="store_true",
@@ -105,7 +108,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dropout=args.dropout, target_modules=targets, batch_tokens=args.batch_tokens,
         grad_accum=args.grad_accum, max_seq_len=args.max_seq_len,
         max_examples=args.max_examples, seed=args.seed,
-        threads=args.threads, save_every=args.save_every, resume=args.resume,
+        threads=args.threads, precision=args.precision, save_every=args.save_every,
+        resume=args.resume,
         export_gguf=not args.no_gguf, export_base=args.export_base,
     )
 
@@ -175,7 +179,7 @@ class _StepBar:
 
 def _print_result(result: TrainResult, out: TextIO) -> None:
     load = f", loaded in {result.base_load_seconds:.1f} s" if result.base_load_seconds else ""
-    print(f"base: {result.base}{load}; {result.threads} threads", file=out)
+    print(f"base: {result.base}{load}; {result.threads} threads, {result.precision}", file=out)
     for adapter in result.adapters:
         data, training = adapter.data, adapter.training
         dropped = (f"dropped {data['dropped_too_long']} too long, "

@@ -38,7 +38,7 @@ from ._train_data import (
     read_conversations,
     subsample,
 )
-from ._train_model import BaseSource, require_train_packages, resolve_base
+from ._train_model import BaseSource, require_train_packages, resolve_base, resolve_precision
 from ._train_report import StepReport
 from .errors import ConfigError
 from .hardware import physical_cores
@@ -56,6 +56,7 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 SHARED = "shared"
 MODULES = ("plan", "ground")
 Schedule = Literal["plain", "glpft"]
+Precision = Literal["auto", "bf16", "fp32"]
 PEFT_DIR = "peft"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILE = "result.json"
@@ -85,6 +86,9 @@ class TrainConfig:
             most of a day.
         seed: data order, LoRA initialisation and dropout.
         threads: torch CPU threads; ``None`` means one per physical core.
+        precision: ``"fp32"``, ``"bf16"`` (bfloat16 matmuls under autocast; the LoRA weights,
+            optimizer and loss stay float32) or ``"auto"``: bf16 where the CPU does bfloat16
+            in hardware (AVX512-BF16 or AMX; 3.7x faster on this project's AMD EPYC), else fp32.
         save_every: checkpoint every N steps (0: never).
         keep_checkpoints: how many recent checkpoints to keep per adapter.
         resume: continue from checkpoints in ``out`` (and skip finished adapters).
@@ -114,6 +118,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     threads: int | None = None
+    precision: Precision = "auto"
     save_every: int = 50
     keep_checkpoints: int = 2
     resume: bool = False
@@ -140,6 +145,8 @@ class TrainConfig:
             raise ConfigError("dropout and warmup_ratio must be in [0, 1)")
         if self.save_every < 0:
             raise ConfigError("save_every must not be negative")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
         if self.schedule not in ("plain", "glpft"):
             raise ConfigError(f"schedule must be plain or glpft, not {self.schedule!r}")
         if self.modules is not None:
@@ -191,9 +198,11 @@ class TrainResult:
     base_load_seconds: float | None
     threads: int
     adapters: list[AdapterResult] = field(default_factory=list)
+    precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "base": self.base, "threads": self.threads,
+                "precision": self.precision,
                 "base_load_seconds": self.base_load_seconds,
                 "adapters": [a.as_dict() for a in self.adapters]}
 
@@ -295,6 +304,7 @@ def train(
 
     threads = config.threads or physical_cores()
     torch.set_num_threads(threads)
+    config = replace(config, precision=resolve_precision(config.precision))
     say(f"tokenizing {len(conversations)} conversations with the tokenizer of {source.describe()}")
     tokenizer = load_tokenizer(source)
     examples: dict[str | None, list[Example]] = {}
@@ -325,7 +335,8 @@ def train(
             json.dumps(result.as_dict(), indent=1), encoding="utf-8"
         )
         results.append(result)
-    summary = TrainResult(out, source.describe(), trainer.load_seconds, threads, results)
+    summary = TrainResult(out, source.describe(), trainer.load_seconds, threads, results,
+                          config.precision)
     (out / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
     return summary
 
@@ -394,7 +405,7 @@ class _Trainer:
             batch_tokens=config.batch_tokens, grad_accum=config.grad_accum, seed=config.seed,
             save_every=config.save_every, keep_checkpoints=config.keep_checkpoints,
             warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
+            max_grad_norm=config.max_grad_norm, bf16=config.precision == "bf16",
         )
         torch.manual_seed(config.seed)
         model = add_lora(self._base(), rank=config.rank, alpha=config.alpha,

@@ -304,7 +304,7 @@ def test_which_adapters_are_trained() -> None:
 def test_bad_settings_are_config_errors() -> None:
     bad: list[Mapping[str, Any]] = [
         {"rank": 0}, {"max_steps": 0}, {"lr": 0.0}, {"dropout": 1.0}, {"modules": ("act",)},
-        {"schedule": "fast"}, {"target_modules": ()}, {"threads": 0},
+        {"schedule": "fast"}, {"target_modules": ()}, {"threads": 0}, {"precision": "fp16"},
     ]
     for settings in bad:
         with pytest.raises(ConfigError):
@@ -347,11 +347,39 @@ def test_head_only_at_labelled_positions_equals_the_models_own_loss(tiny_base: P
     assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
 
 
+def test_bf16_autocast_loss_is_close_to_float32(tiny_base: Path) -> None:
+    torch = need("torch")
+    transformers = need("transformers")
+    from lumos_graph._train_data import Example
+    from lumos_graph._train_loop import token_loss_sum
+    from lumos_graph._train_model import resolve_precision
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tiny_base)).eval()
+    examples = [Example(tuple(range(5, 45)), (IGNORE_INDEX,) * 20 + tuple(range(25, 45)))]
+    with torch.no_grad():
+        fp32 = float(token_loss_sum(model, examples, pad_id=0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = float(token_loss_sum(model, examples, pad_id=0))
+    assert bf16 == pytest.approx(fp32, rel=0.02) and bf16 != fp32  # bfloat16 really ran
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") in ("bf16", "fp32")
+
+
+def test_bf16_training_lowers_the_loss_and_says_so(tmp_path: Path, tiny_base: Path) -> None:
+    need("torch")
+    data = write_data(tmp_path / "data", per_module=4)
+    result = train(_tiny_config(data, tmp_path / "out", tiny_base, precision="bf16"))
+    (adapter,) = result.adapters
+    assert adapter.training["last_loss"] < adapter.training["first_loss"] - 1.0
+    summary = json.loads((tmp_path / "out" / "train_summary.json").read_text())
+    assert result.precision == summary["precision"] == "bf16"
+
+
 def _tiny_config(data: Path, out: Path, base: Path, **overrides: Any) -> TrainConfig:
     settings: dict[str, Any] = {
         "data": data, "out": out, "base": str(base), "epochs": 3, "lr": 2e-2, "rank": 4,
         "alpha": 8, "dropout": 0.1, "batch_tokens": 256, "save_every": 2, "threads": 2,
-        "seed": 7, "export_gguf": False}
+        "seed": 7, "export_gguf": False, "precision": "fp32"}
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -433,7 +461,8 @@ def test_cli_glpft_trains_shared_then_modules_and_exports_gguf(
     args = _parse(str(data), "--base", str(tiny_base), "--out", str(tmp_path / "out"),
                   "--schedule", "glpft", "--max-steps", "3", "--rank", "4", "--lr", "1e-2",
                   "--stage2-lr-factor", "1e-9", "--threads", "2", "--save-every", "0",
-                  "--max-examples", "2", "--export-base", str(tiny_base_gguf))
+                  "--max-examples", "2", "--export-base", str(tiny_base_gguf),
+                  "--precision", "fp32")
     assert cli_train.run(args, out, err) == 0
 
     text = out.getvalue()
@@ -444,7 +473,7 @@ def test_cli_glpft_trains_shared_then_modules_and_exports_gguf(
         assert check_lora_gguf(gguf, tiny_base_gguf) == 2 * 4  # q, k, v, o of 2 layers
     assert "shared: 4 examples" in text and "plan: 2 examples" in text
     assert "1 left out by --max-examples" in text
-    assert "3 steps" in text and "tok/s" in text
+    assert "3 steps" in text and "tok/s" in text and "2 threads, fp32" in text
     assert "loading" in err.getvalue() and "3/3" in err.getvalue()
     # stage 2 starts from stage 1 (at a negligible learning rate here, it stays there)
     shared = _adapter_weights(tmp_path / "out/shared/peft")
