@@ -32,9 +32,9 @@ from lumos_graph.nodes import (
     route_after_ground,
     route_after_plan,
 )
-from lumos_graph.models import as_chat_model
+from lumos_graph.models import as_chat_model, lumos_default
 from lumos_graph.state import LumosState
-from lumos_graph.toolsets import ToolLike, create_actions
+from lumos_graph.toolsets import ToolLike, create_actions, is_maths_only
 
 __all__ = ["build_lumos_graph", "create_lumos_agent"]
 
@@ -76,7 +76,10 @@ def create_lumos_agent(
     Args:
         model: the model of both roles: any ``BaseChatModel``, or a model spec for
             :func:`~lumos_graph.models.create_chat_model` (a preset name, a ``.gguf`` path or
-            ``hf:owner/repo/file.gguf``). ``None`` loads the default preset.
+            ``hf:owner/repo/file.gguf``). ``None`` or ``"default"`` loads the default model;
+            with only the maths tools, with lumos-graph's trained LUMOS maths adapter
+            (preset ``qwen2.5-coder-0.5b-lumos-maths``; pass ``"qwen2.5-coder-0.5b"`` for the
+            untrained model with few-shot prompts).
         planner: the planning module's model, if different from ``model``.
         grounder: the grounding module's model, if different from ``model``.
         actions: the action set: an ``ActionSet`` (see
@@ -105,6 +108,11 @@ def create_lumos_agent(
     if mode not in ("onepass", "iterative"):
         raise ConfigError(f"mode must be 'onepass' or 'iterative', not {mode!r}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
+    # "default" (or no model) in a maths-only agent is the default model with the trained adapter
+    maths_only = is_maths_only(actions)
+    model = _resolve_default(model, maths_only)
+    planner = _resolve_default(planner, maths_only) if planner is not None else None
+    grounder = _resolve_default(grounder, maths_only) if grounder is not None else None
     shared = as_chat_model(model) if (planner is None or grounder is None) else None
     grounding_model = as_chat_model(grounder) if grounder is not None else shared
     action_set = _action_set(actions, grounding_model)  # type: ignore[arg-type]
@@ -127,6 +135,12 @@ def create_lumos_agent(
     return graph.with_config(recursion_limit=3 * (max_model_calls + max_subgoals) + 10)
 
 
+
+
+def _resolve_default(model: BaseChatModel | str | None, maths_only: bool) -> BaseChatModel | str:
+    if isinstance(model, BaseChatModel):
+        return model
+    return lumos_default(model, maths_only=maths_only)
 
 
 def _action_set(

@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="LUMOS formulation (default: iterative with the qa or vqa tools, as "
                           "LUMOS-I is the better QA agent; onepass otherwise)")
     ask.add_argument("--model", default="default",
-                     help="preset name, path to a .gguf file, or hf:owner/repo/file.gguf")
+                     help="preset name, path to a .gguf file, or hf:owner/repo/file.gguf "
+                          "(default: the default model; with only the maths tools, with the "
+                          "shipped LUMOS maths adapter)")
     ask.add_argument("--planner-model", default=None, help="a different model for planning")
     ask.add_argument("--grounder-model", default=None, help="a different model for grounding")
     ask.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
@@ -137,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _models(out: TextIO) -> int:
-    from .models import DEFAULT_PRESET, list_presets
+    from .models import DEFAULT_PRESET, TRAINED_PRESET, list_presets
 
+    marks = {DEFAULT_PRESET: " (default)", TRAINED_PRESET: " (default of LUMOS maths agents)"}
     for preset in list_presets():
-        mark = " (default)" if preset.name == DEFAULT_PRESET else ""
+        mark = marks.get(preset.name, "")
         print(f"{preset.name}{mark}: {preset.description}", file=out)
     return 0
 
@@ -159,6 +162,7 @@ def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .datasets import load_dataset
     from .eval_run import AGENTS, EvalOptions, format_table, run_eval
+    from .models import lumos_default
 
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     unknown = [a for a in agents if a not in AGENTS]
@@ -182,10 +186,18 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                   "(pip install 'lumos-graph[vqa]')", file=err)
             if not items:
                 raise ConfigError("every example is a vqa example and none can be answered")
-    (model,) = _load_models(err, [args.model])
+    specs = [args.model]
+    lumos_maths = lumos_default(args.model, maths_only=True)
+    if (lumos_maths != args.model and any(a.startswith("lumos-") for a in agents)
+            and any(i.get("kind", "maths") == "maths" for i in items)):
+        specs.append(lumos_maths)  # as they ship: the trained adapter for LUMOS on maths
+        print(f"lumos-graph: the LUMOS agents answer maths examples with {lumos_maths} "
+              "(--model qwen2.5-coder-0.5b for the untrained model)", file=err)
+    model, *maths_model = _load_models(err, specs)
     options = EvalOptions(max_model_calls=args.max_model_calls, knowledge_base=args.kb,
                           vqa_model=args.vqa_model, vqa_mmproj=args.vqa_mmproj,
-                          vqa_chat_format=args.vqa_chat_format)
+                          vqa_chat_format=args.vqa_chat_format,
+                          lumos_maths_model=maths_model[0] if maths_model else None)
     bar = _Progress(err)
     summary = run_eval(args.dataset, items, model, model_name=args.model, agents=agents,
                        out=Path(args.out) if args.out else None, options=options,
@@ -305,6 +317,7 @@ def _images(paths: Sequence[str]) -> list[str]:
 
 def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .graphs.lumos import create_lumos_agent
+    from .models import lumos_default
     from .report import run_report
     from .toolsets import create_actions, parse_tool_names
 
@@ -326,9 +339,9 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
             vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
 
-    planner, grounder = _load_models(
-        err, [args.planner_model or args.model, args.grounder_model or args.model],
-        then=build_actions)
+    specs = [lumos_default(spec, maths_only=names == ["maths"])  # maths: the trained adapter
+             for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
+    planner, grounder = _load_models(err, specs, then=build_actions)
     agent = create_lumos_agent(
         planner=planner,
         grounder=grounder,

@@ -127,6 +127,9 @@ class EvalOptions:
     vqa_model: str | None = None
     vqa_mmproj: str | None = None
     vqa_chat_format: str = "llava-1-5"
+    # the LUMOS agents' model on maths examples when it is not the run's model: with
+    # ``--model default``, the default model with the shipped maths adapter, as they ship
+    lumos_maths_model: BaseChatModel | None = None
 
 
 @dataclass
@@ -167,9 +170,13 @@ class _Agents:
         o = self.options
         if agent.startswith("lumos-"):
             from .graphs.lumos import create_lumos_agent
+            from .toolsets import is_maths_only
 
             mode = "onepass" if agent == "lumos-onepass" else "iterative"
-            return create_lumos_agent(self.model, actions=tools, mode=mode,
+            model = self.model
+            if o.lumos_maths_model is not None and is_maths_only(tools):
+                model = o.lumos_maths_model
+            return create_lumos_agent(model, actions=tools, mode=mode,
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals)
         if agent == "react":

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PRESET",
     "LUMOS_DOMAINS",
+    "TRAINED_PRESET",
     "ChunkedModel",
     "ModelSpec",
     "PresetInfo",
@@ -47,6 +48,7 @@ __all__ = [
     "create_chat_model",
     "ensure_joined",
     "list_presets",
+    "lumos_default",
     "model_cache_dir",
     "resolve_model",
 ]
@@ -218,6 +220,16 @@ def as_chat_model(model: BaseChatModel | str | None) -> BaseChatModel:
     if model is None or isinstance(model, str):
         return create_chat_model(model or "default")
     raise ConfigError(f"a model must be a BaseChatModel or a model spec string, not {model!r}")
+
+
+def lumos_default(spec: str | None, *, maths_only: bool) -> str:
+    """What a LUMOS agent's model spec means: ``"default"`` (or ``None``) with only the maths
+    tools is :data:`TRAINED_PRESET`, the default model with the shipped LUMOS maths adapter
+    (the tools it was trained on); every other spec stays what it says.
+    """
+    if spec in (None, "default"):
+        return TRAINED_PRESET if maths_only else "default"
+    return spec
 
 
 def list_presets() -> list[PresetInfo]:

@@ -22,7 +22,7 @@ from langchain_core.tools import BaseTool
 from .actions import Action, ActionSet
 from .errors import ConfigError
 
-__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "parse_tool_names"]
+__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "is_maths_only", "parse_tool_names"]
 
 TOOL_SETS = ("maths", "qa", "sql", "vqa")
 ToolLike = str | Action | BaseTool | Callable[..., Any]
@@ -39,6 +39,22 @@ def parse_tool_names(text: str) -> list[str]:
             f"unknown tool set {', '.join(map(repr, unknown))}; choose from {', '.join(TOOL_SETS)}"
         )
     return list(dict.fromkeys(names))
+
+
+def is_maths_only(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
+    """Whether ``actions`` are the ``maths`` tool set alone (``None`` is the default: maths).
+
+    An :class:`ActionSet` counts when it has nothing but maths actions.
+    """
+    if actions is None:
+        return True
+    if isinstance(actions, ActionSet):
+        from .tools.maths import math_actions
+
+        return set(actions.names) <= set(math_actions().names)
+    if isinstance(actions, str):
+        return parse_tool_names(actions) == ["maths"]
+    return len(actions) == 1 and isinstance(actions[0], str) and actions[0].strip() == "maths"
 
 
 def create_actions(

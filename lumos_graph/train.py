@@ -379,7 +379,8 @@ class _Trainer:
         if self.base is None:
             from ._train_model import load_base_model
 
-            self.say(f"loading {self.source.describe()} (float32)")
+            matmuls = "bfloat16" if self.config.precision == "bf16" else "float32"
+            self.say(f"loading {self.source.describe()} (float32 weights, {matmuls} matmuls)")
             self.base, self.load_seconds = load_base_model(self.source)
             self.say(f"loaded in {self.load_seconds:.1f} s")
         return self.base

@@ -45,6 +45,7 @@ def test_models_lists_the_default_preset() -> None:
     result = lumos("models")
     assert result.returncode == 0
     assert "qwen2.5-coder-0.5b (default)" in result.stdout
+    assert "qwen2.5-coder-0.5b-lumos-maths (default of LUMOS maths agents)" in result.stdout
 
 
 def test_eval_dataset_mistakes_are_one_line_errors(tmp_path: Path) -> None:

@@ -46,6 +46,13 @@ def test_a_small_real_eval_writes_every_output_and_resumes(
             assert row["model_calls"], f"{agent} recorded no model call"
             assert all(c["prompt"] and "output" in c for c in row["model_calls"])
             assert row["usage"]["model_calls"] == len(row["model_calls"])
+    # as they ship: LUMOS on maths with the trained adapter (its bare protocol prompts, no
+    # few-shot turns), the other agents with the plain default model
+    assert "with qwen2.5-coder-0.5b-lumos-maths" in first.stderr
+    for agent in ("lumos-onepass", "lumos-iterative"):
+        rows = [json.loads(x) for x in
+                (out / "trajectories" / f"{agent}.jsonl").read_text().splitlines()]
+        assert all(len(r["model_calls"][0]["prompt"]) == 1 for r in rows), agent
     react = [json.loads(x) for x in (out / "trajectories" / "react.jsonl").read_text().splitlines()]
     assert any(c["prompt"][0]["role"] == "system" for r in react for c in r["model_calls"])
 

@@ -266,3 +266,29 @@ def test_bad_caps_are_usage_errors() -> None:
     with pytest.raises(ConfigError):
         create_lumos_agent(planner=scripted([]), grounder=scripted([]), actions=toy_actions(),
                            max_model_calls=0)
+
+
+def test_default_maths_agents_load_the_trained_preset_and_others_the_base(
+    monkeypatch: Any,
+) -> None:
+    from lumos_graph import models
+
+    asked: list[str] = []
+
+    def fake_create(spec: str = "default", **_: Any) -> Any:
+        asked.append(spec)
+        return scripted(["Subgoal 1: Add"])
+
+    monkeypatch.setattr(models, "create_chat_model", fake_create)
+    create_lumos_agent()
+    create_lumos_agent("default", mode="iterative")
+    create_lumos_agent(planner="default", grounder="qwen2.5-coder-0.5b")
+
+    def twice(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    create_lumos_agent(actions=["maths", twice])
+    create_lumos_agent("smollm2-135m")
+    trained = models.TRAINED_PRESET  # (the grounder is created before the planner)
+    assert asked == [trained, trained, "qwen2.5-coder-0.5b", trained, "default", "smollm2-135m"]

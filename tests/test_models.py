@@ -334,6 +334,17 @@ def test_the_trained_preset_is_the_base_model_with_the_shipped_adapter(default_g
     assert model.pool_key != plain.pool_key  # the adapter is part of what is loaded
 
 
+def test_default_means_the_trained_adapter_only_for_maths_agents() -> None:
+    from lumos_graph.models import TRAINED_PRESET, lumos_default
+
+    assert lumos_default(None, maths_only=True) == TRAINED_PRESET
+    assert lumos_default("default", maths_only=True) == TRAINED_PRESET
+    assert lumos_default("default", maths_only=False) == "default"
+    assert lumos_default(None, maths_only=False) == "default"
+    assert lumos_default("qwen2.5-coder-0.5b", maths_only=True) == "qwen2.5-coder-0.5b"
+    assert lumos_default("my.gguf", maths_only=True) == "my.gguf"
+
+
 def test_an_adapter_that_does_not_fit_the_base_is_a_config_error(tmp_path: Path) -> None:
     base = tmp_path / "base.gguf"
     base.write_bytes(b"GGUF" + b"\0" * 60)

@@ -178,3 +178,18 @@ def test_images_of_the_run_reach_only_the_actions_that_look_at_images(tmp_path: 
     out = agent.invoke({"task": "Look at it.", "images": [str(image), b"raw"]})
     assert seen["images"] == [str(image), b"raw"]
     assert out["answer"] == "2 image(s)"
+
+
+def test_maths_only_is_the_maths_set_alone() -> None:
+    from lumos_graph.toolsets import is_maths_only
+    from lumos_graph.tools.maths import math_actions
+
+    def twice(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    assert is_maths_only(None) and is_maths_only("maths") and is_maths_only(" Maths ")
+    assert is_maths_only(["maths"]) and is_maths_only(math_actions())
+    assert not is_maths_only("maths,qa") and not is_maths_only(["maths", twice])
+    assert not is_maths_only(create_actions(["maths", twice]))
+    assert not is_maths_only(create_actions("qa", model=scripted([])))
