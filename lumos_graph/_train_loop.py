@@ -12,6 +12,8 @@ the head is a quarter of the 0.5B model's compute per token, and most tokens are
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import math
@@ -52,6 +54,38 @@ class LoopSettings:
     weight_decay: float
     max_grad_norm: float
     bf16: bool = False
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _resident_bytes() -> int:
+    """This process's resident set size (Linux ``/proc``; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class _HeapTrim:
+    """Give freed memory back to the system when the process has grown ``slack`` bytes.
+
+    glibc keeps the freed activations of earlier steps in its per-thread arenas; with batch
+    shapes that change every step the resident size grew without bound here (13.5 GB after 10
+    steps of the 0.5B model, 24 GB and the OOM killer after 120). ``malloc_trim`` returns
+    it; trimming every step costs about a third of the speed, so only past ``slack``.
+    """
+
+    def __init__(self, slack: int = 6 << 30) -> None:
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name) if name else None
+        self._trim = getattr(libc, "malloc_trim", None)  # glibc only
+        self._limit = _resident_bytes() + slack
+
+    def __call__(self) -> None:
+        if self._trim is not None and _resident_bytes() > self._limit:
+            self._trim(0)
 
 
 # --------------------------------------------------------------------------- schedule
@@ -234,6 +268,7 @@ def run_training(
     session_tokens = 0
     seconds = 0.0
     model.train()
+    trim = _HeapTrim()
     groups = _step_groups(lengths, settings)
     for step, (epoch, micro_batches) in enumerate(groups):
         if step >= total:
@@ -256,6 +291,7 @@ def run_training(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        trim()
         seconds += time.perf_counter() - started
         session_tokens += step_tokens
         step_loss = loss_sum / step_targets

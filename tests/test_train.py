@@ -508,3 +508,21 @@ def test_cli_usage_mistakes(tmp_path: Path) -> None:
         _parse(data, "--shared", "--modules", "plan")
     config = cli_train.config_from_args(_parse(data, "--modules", "ground", "--rank", "8"))
     assert config.modules == ("ground",) and config.alpha == 16 and config.schedule == "plain"
+
+
+def test_freed_memory_goes_back_to_the_system_only_past_the_slack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    need("torch")
+    from lumos_graph import _train_loop
+
+    assert _train_loop._resident_bytes() > 10 << 20 or not Path("/proc/self/statm").exists()
+    resident = [1_000]
+    monkeypatch.setattr(_train_loop, "_resident_bytes", lambda: resident[0])
+    trim = _train_loop._HeapTrim(slack=500)
+    calls: list[int] = []
+    trim._trim = calls.append  # glibc's malloc_trim(pad)
+    trim()
+    resident[0] = 1_600
+    trim()
+    assert calls == [0]
