@@ -83,7 +83,7 @@ def resolve_precision(precision: str) -> str:
     """``"bf16"`` or ``"fp32"``: ``"auto"`` is bf16 where the CPU does bfloat16 in hardware.
 
     AVX512-BF16 or AMX: there oneDNN runs bfloat16 matmuls several times faster than float32
-    (3.7x measured on an AMD EPYC with AVX512-BF16). Elsewhere bfloat16 is emulated and slower.
+    (2-3.7x measured on an AMD EPYC with AVX512-BF16). Elsewhere bfloat16 is emulated and slower.
     """
     if precision != "auto":
         return precision

@@ -88,7 +88,7 @@ class TrainConfig:
         threads: torch CPU threads; ``None`` means one per physical core.
         precision: ``"fp32"``, ``"bf16"`` (bfloat16 matmuls under autocast; the LoRA weights,
             optimizer and loss stay float32) or ``"auto"``: bf16 where the CPU does bfloat16
-            in hardware (AVX512-BF16 or AMX; 3.7x faster on this project's AMD EPYC), else fp32.
+            in hardware (AVX512-BF16 or AMX; 2-3.7x faster on this project's AMD EPYC), else fp32.
         save_every: checkpoint every N steps (0: never).
         keep_checkpoints: how many recent checkpoints to keep per adapter.
         resume: continue from checkpoints in ``out`` (and skip finished adapters).
