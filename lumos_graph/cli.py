@@ -319,7 +319,7 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .graphs.lumos import create_lumos_agent
     from .models import lumos_default
     from .report import run_report
-    from .toolsets import create_actions, parse_tool_names
+    from .toolsets import create_actions, is_maths_only, parse_tool_names
 
     question = args.question.strip()
     if not question:
@@ -339,7 +339,7 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
             vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
 
-    specs = [lumos_default(spec, maths_only=names == ["maths"])  # maths: the trained adapter
+    specs = [lumos_default(spec, maths_only=is_maths_only(names))  # maths: the trained adapter
              for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
     planner, grounder = _load_models(err, specs, then=build_actions)
     agent = create_lumos_agent(

@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .train import (
     DEFAULT_TARGET_MODULES,
     MODULES,
+    PRECISIONS,
+    SCHEDULES,
     StepReport,
     TrainConfig,
     TrainResult,
@@ -46,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="one adapter on all data, serving every module (the default)")
     which.add_argument("--modules", default=None, metavar="LIST",
                        help="one adapter per module, e.g. plan,ground")
-    p.add_argument("--schedule", choices=("plain", "glpft"), default="plain",
+    p.add_argument("--schedule", choices=SCHEDULES, default="plain",
                    help="glpft: a shared stage on all modules' data, then each module continues "
                         "from it at a lower learning rate (alpha-UMi)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the data (default: 2)")
@@ -71,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: one per physical core)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="bf16: bfloat16 matmuls (LoRA weights stay float32); auto: bf16 where "
                         "the CPU has AVX512-BF16 or AMX, else fp32 (default: auto)")
     p.add_argument("--save-every", type=int, default=50,

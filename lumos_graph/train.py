@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ._train_data import (
     Conversation,
@@ -57,6 +57,8 @@ SHARED = "shared"
 MODULES = ("plan", "ground")
 Schedule = Literal["plain", "glpft"]
 Precision = Literal["auto", "bf16", "fp32"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 PEFT_DIR = "peft"
 CHECKPOINT_DIR = "checkpoints"
 RESULT_FILE = "result.json"
@@ -145,9 +147,9 @@ class TrainConfig:
             raise ConfigError("dropout and warmup_ratio must be in [0, 1)")
         if self.save_every < 0:
             raise ConfigError("save_every must not be negative")
-        if self.precision not in ("auto", "bf16", "fp32"):
+        if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be auto, bf16 or fp32, not {self.precision!r}")
-        if self.schedule not in ("plain", "glpft"):
+        if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be plain or glpft, not {self.schedule!r}")
         if self.modules is not None:
             unknown = [m for m in self.modules if m not in MODULES]
