@@ -37,7 +37,7 @@ def pick_solution(
     """Solve for ``unknowns``; values of ``outputs`` from the preferred real solution."""
     try:
         solutions = sp.solve(exprs, unknowns, dict=True)
-    except NotImplementedError:
+    except NotImplementedError:  # sympy has no symbolic method for this system: go numeric
         solutions = _numeric_solution(exprs, unknowns)
     names = ", ".join(map(str, unknowns))
     if not solutions:
