@@ -17,9 +17,9 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from lumos_graph import protocol
-from lumos_graph.model_calls import call_model
-from lumos_graph.state import Status, Usage, add_usage
+from lumos_graph.agent import protocol
+from lumos_graph.agent.model_calls import call_model
+from lumos_graph.agent.state import Status, Usage, add_usage
 
 __all__ = ["DirectState", "create_direct_agent"]
 

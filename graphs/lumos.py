@@ -18,10 +18,10 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
+from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
 
-from lumos_graph.actions import ActionSet
-from lumos_graph.errors import ConfigError
-from lumos_graph.nodes import (
+from lumos_graph.agent.actions import ActionSet
+from lumos_graph.agent.nodes import (
     AgentSpec,
     Caps,
     answer,
@@ -32,9 +32,9 @@ from lumos_graph.nodes import (
     route_after_ground,
     route_after_plan,
 )
-from lumos_graph.models import as_chat_model, lumos_default
-from lumos_graph.state import LumosState
-from lumos_graph.toolsets import ToolLike, create_actions, is_maths_only
+from lumos_graph.agent.state import LumosState
+from lumos_graph.errors import ConfigError
+from lumos_graph.llm.models import as_chat_model, lumos_default
 
 __all__ = ["build_lumos_graph", "create_lumos_agent"]
 
@@ -75,7 +75,7 @@ def create_lumos_agent(
 
     Args:
         model: the model of both roles: any ``BaseChatModel``, or a model spec for
-            :func:`~lumos_graph.models.create_chat_model` (a preset name, a ``.gguf`` path or
+            :func:`~lumos_graph.llm.models.create_chat_model` (a preset name, a ``.gguf`` path or
             ``hf:owner/repo/file.gguf``). ``None`` or ``"default"`` loads the default model;
             with only the maths tools, with lumos-graph's trained LUMOS maths adapter
             (preset ``qwen2.5-coder-0.5b-lumos-maths``; pass ``"qwen2.5-coder-0.5b"`` for the
@@ -83,7 +83,7 @@ def create_lumos_agent(
         planner: the planning module's model, if different from ``model``.
         grounder: the grounding module's model, if different from ``model``.
         actions: the action set: an ``ActionSet`` (see
-            :func:`~lumos_graph.toolsets.create_actions`), tool set names (``"maths,qa"``), or
+            :func:`~lumos_graph.tools.toolsets.create_actions`), tool set names (``"maths,qa"``), or
             a list of names, actions, LangChain tools and typed functions. Defaults to the
             LUMOS maths actions. With a ``QA`` action (complex QA), the final answer is formed
             by the grounder's model from the intermediate results, and iterative grounding

@@ -1,7 +1,7 @@
 """The ReAct baseline: the agent a LangChain user would build instead of LUMOS.
 
 LangChain's own ``create_agent`` with the same actions as LangChain tools and the chat model's
-native tool calling (``bind_tools``; for local models, :class:`~lumos_graph.llama.ChatLlamaCpp`
+native tool calling (``bind_tools``; for local models, :class:`~lumos_graph.llm.llama.ChatLlamaCpp`
 with its tool-call grammar)::
 
     START -> model -> tools -> model -> ... -> model (no tool call) -> END
@@ -26,13 +26,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
+from lumos_graph.tools.toolsets import ToolLike, create_actions
 
-from lumos_graph import protocol
-from lumos_graph.actions import Action, ActionSet, as_values
+from lumos_graph.agent import protocol
+from lumos_graph.agent.actions import Action, ActionSet, as_values
+from lumos_graph.agent.execution import describe_error
 from lumos_graph.errors import ConfigError
-from lumos_graph.execution import describe_error
-from lumos_graph.models import as_chat_model
-from lumos_graph.toolsets import ToolLike, create_actions
+from lumos_graph.llm.models import as_chat_model
 
 __all__ = ["LIMIT_REASON", "action_tool", "create_react_agent", "react_answer", "react_status"]
 
@@ -119,7 +119,7 @@ def create_react_agent(
 
     Args:
         model: a chat model with ``bind_tools``, or a model spec for
-            :func:`~lumos_graph.models.create_chat_model`; ``None`` loads the default preset.
+            :func:`~lumos_graph.llm.models.create_chat_model`; ``None`` loads the default preset.
         actions: an ``ActionSet``, tool set names or a list of tools, as for
             :func:`~lumos_graph.graphs.lumos.create_lumos_agent`; defaults to the maths actions.
             Each action becomes a LangChain tool (:func:`action_tool`).

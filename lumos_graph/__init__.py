@@ -9,8 +9,10 @@ print(state["answer"], state["status"])
 ```
 """
 
-from .actions import Action, ActionSet, Value
-from .errors import (
+from lumos_graph.agent.actions import Action, ActionSet, Value
+from lumos_graph.agent.protocol import ParseError
+from lumos_graph.agent.state import ActionRecord, LumosState
+from lumos_graph.errors import (
     ConfigError,
     ContextOverflowError,
     LumosError,
@@ -18,8 +20,6 @@ from .errors import (
     RunError,
     ToolError,
 )
-from .protocol import ParseError
-from .state import ActionRecord, LumosState
 
 __all__ = [
     "Action",
@@ -56,21 +56,21 @@ __version__ = "0.1.0"
 # Heavy modules (LangGraph, sympy, the llama.cpp native library) load on first use: the CLI
 # starts fast, and an app that brings its own chat models never loads llama.cpp.
 _LAZY = {
-    "AgentSpec": "nodes",
-    "Caps": "nodes",
+    "AgentSpec": "agent.nodes",
+    "Caps": "agent.nodes",
     "build_lumos_graph": "graphs.lumos",
     "create_lumos_agent": "graphs.lumos",
-    "run_report": "report",
-    "ChatLlamaCpp": "llama",
-    "DEFAULT_PRESET": "models",
-    "ModelSpec": "models",
-    "create_chat_model": "models",
-    "list_presets": "models",
-    "resolve_model": "models",
-    "math_actions": "tools.maths",
-    "qa_actions": "tools.qa",
-    "sql_actions": "tools.sql",
-    "create_actions": "toolsets",
+    "run_report": "agent.report",
+    "ChatLlamaCpp": "llm.llama",
+    "DEFAULT_PRESET": "llm.models",
+    "ModelSpec": "llm.models",
+    "create_chat_model": "llm.models",
+    "list_presets": "llm.models",
+    "resolve_model": "llm.models",
+    "math_actions": "tools.maths.actions",
+    "qa_actions": "tools.qa.actions",
+    "sql_actions": "tools.sql.actions",
+    "create_actions": "tools.toolsets",
 }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from lumos_graph.errors import ConfigError
 
 __all__ = ["json_lines", "read_text"]
 

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from lumos_graph.errors import ModelNotFoundError
-from lumos_graph.models import DEFAULT_PRESET, check_gguf, resolve_model
+from lumos_graph.llm.files import check_gguf
+from lumos_graph.llm.models import DEFAULT_PRESET, resolve_model
 
 
 @pytest.fixture(scope="session")

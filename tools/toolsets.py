@@ -1,0 +1,155 @@
+"""Named tool sets (``maths``, ``qa``, ``sql``, ``vqa``) and user tools, combined into one action set.
+
+``create_actions("maths,sql", db="chinook.sqlite")`` is what ``lumos-graph ask --tools
+maths,sql --db chinook.sqlite`` builds. Items may also be LangChain tools, plain typed
+functions or :class:`~lumos_graph.agent.actions.Action` s, so a user's own tools join the named sets::
+
+    create_actions(["qa", my_langchain_tool, my_function], model=llm)
+
+The grounding prompt and grammar list exactly the actions of the result. Where two sets share
+an action (``Calculator`` is in ``maths`` and ``qa``), it is listed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from lumos_graph.agent.actions import Action, ActionSet
+from lumos_graph.errors import ConfigError
+
+__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "is_maths_only", "parse_tool_names"]
+
+TOOL_SETS = ("maths", "qa", "sql", "vqa")
+ToolLike = str | Action | BaseTool | Callable[..., Any]
+
+
+def parse_tool_names(text: str) -> list[str]:
+    """``"maths, qa"`` -> ``["maths", "qa"]``; raises ConfigError for an unknown name."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"no tool set named; choose from {', '.join(TOOL_SETS)}")
+    unknown = [n for n in names if n not in TOOL_SETS]
+    if unknown:
+        raise ConfigError(
+            f"unknown tool set {', '.join(map(repr, unknown))}; choose from {', '.join(TOOL_SETS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def is_maths_only(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
+    """Whether ``actions`` are the ``maths`` tool set alone (``None`` is the default: maths).
+
+    An :class:`ActionSet` counts when it has nothing but maths actions.
+    """
+    if actions is None:
+        return True
+    if isinstance(actions, ActionSet):
+        from lumos_graph.tools.maths.actions import math_actions
+
+        return set(actions.names) <= set(math_actions().names)
+    if isinstance(actions, str):
+        return parse_tool_names(actions) == ["maths"]
+    return len(actions) == 1 and isinstance(actions[0], str) and actions[0].strip() == "maths"
+
+
+def create_actions(
+    tools: str | Sequence[ToolLike] = "maths",
+    *,
+    model: BaseChatModel | None = None,
+    db: str | Path | None = None,
+    allow_writes: bool = False,
+    knowledge_base: Any = None,
+    web: bool = False,
+    vqa_model: str | Path | None = None,
+    vqa_mmproj: str | Path | None = None,
+    vqa_chat_format: str = "llava-1-5",
+    timeout: float = 5.0,
+    sql_timeout: float = 10.0,
+) -> ActionSet:
+    """Build the action set of named tool sets and user tools.
+
+    Args:
+        tools: comma-separated set names, or a list of names, actions, LangChain tools and
+            typed functions.
+        model: the chat model the ``QA`` action asks (needed by ``qa`` and ``vqa``).
+        db: the database of ``sql``: a SQLite file or a SQLAlchemy URL.
+        allow_writes: let ``sql`` write to the database (read-only otherwise, enforced by the
+            database).
+        knowledge_base: the local knowledge base of ``qa`` (a path or a ``KnowledgeBase``);
+            ``None``: the offline Wikipedia intros.
+        web: ``qa`` searches the web with DuckDuckGo first.
+        vqa_model: a vision-language GGUF for ``vqa`` (with ``vqa_mmproj``, its projector);
+            without it, ``vqa`` reads text in images with OCR.
+        vqa_mmproj: the projector GGUF of ``vqa_model``.
+        vqa_chat_format: the chat handler of ``vqa_model`` (``llava-1-5``, ``moondream``,
+            ``qwen2.5-vl``, ...; see ``lumos_graph.tools.vqa.actions.CHAT_FORMATS``).
+        timeout: seconds for one maths action (Calculator, Code, ...).
+        sql_timeout: seconds for one SQL query.
+
+    Raises:
+        ConfigError: an unknown set name, or a set's missing requirement (``sql`` without
+            ``db``, ``qa`` without a model, a missing file), before any model runs.
+    """
+    items: list[ToolLike] = (
+        list(parse_tool_names(tools)) if isinstance(tools, str) else list(tools)
+    )
+    result: ActionSet | None = None
+    for item in items:
+        if isinstance(item, str):
+            part = _named_set(
+                parse_tool_names(item)[0], model=model, db=db, allow_writes=allow_writes,
+                knowledge_base=knowledge_base, web=web, vqa_model=vqa_model,
+                vqa_mmproj=vqa_mmproj, vqa_chat_format=vqa_chat_format, timeout=timeout,
+                sql_timeout=sql_timeout,
+            )
+        else:
+            part = ActionSet([as_action(item)])
+        result = part if result is None else result + part
+    if result is None:
+        raise ConfigError("no tools given")
+    return result
+
+
+def as_action(item: Action | BaseTool | Callable[..., Any]) -> Action:
+    """An action of an Action, a LangChain tool or a typed function."""
+    if isinstance(item, Action):
+        return item
+    if isinstance(item, BaseTool):
+        return Action.from_tool(item)
+    if callable(item):
+        return Action.from_function(item)
+    raise ConfigError(f"not an action, LangChain tool or function: {item!r}")
+
+
+def _named_set(name: str, *, model: BaseChatModel | None, **options: Any) -> ActionSet:
+    if name == "maths":
+        from lumos_graph.tools.maths.actions import math_actions
+
+        return math_actions(timeout=options["timeout"])
+    if name == "sql":
+        from lumos_graph.tools.sql.actions import sql_actions
+
+        if options["db"] is None:
+            raise ConfigError("the sql tools need a database: --db FILE.sqlite or a SQLAlchemy URL")
+        return sql_actions(options["db"], allow_writes=options["allow_writes"],
+                           timeout=options["sql_timeout"])
+    if model is None:
+        raise ConfigError(f"the {name} tools need a chat model for their QA action")
+    if name == "qa":
+        from lumos_graph.tools.qa.actions import qa_actions
+
+        return qa_actions(model, knowledge_base=options["knowledge_base"], web=options["web"],
+                          timeout=options["timeout"])
+    from lumos_graph.tools.qa.actions import qa_action
+    from lumos_graph.tools.vqa.actions import default_vqa_backend, vqa_action
+
+    if (options["vqa_model"] is None) != (options["vqa_mmproj"] is None):
+        raise ConfigError("a vision-language model needs both --vqa-model and --vqa-mmproj")
+    vlm = (options["vqa_model"], options["vqa_mmproj"]) if options["vqa_model"] else None
+    backend = default_vqa_backend(vlm, chat_format=options["vqa_chat_format"])
+    return ActionSet([vqa_action(backend), qa_action(model)])
