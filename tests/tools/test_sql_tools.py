@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lumos_graph.tools.sql._lex import has_several_statements, unwrap_query
-from lumos_graph.tools.sql.actions import sql_actions
 
 from lumos_graph.agent import protocol
 from lumos_graph.agent.actions import ActionSet, Value
 from lumos_graph.agent.execution import run_action
 from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.tools.sql._lex import has_several_statements, unwrap_query
+from lumos_graph.tools.sql.actions import sql_actions
 from tests.sql_fixtures import (
     chinook_database,
     chinook_fixture,
@@ -35,11 +35,14 @@ from tests.sql_fixtures import (
     spider_gold_queries,
 )
 
-READ_ONLY = "the database is read-only: writes need --allow-writes"
 ATTACH = (
-    "ATTACH, DETACH and VACUUM INTO are not allowed: the SQL actions use only this one database"
+    "refused: the SQL tool uses only its one database (ATTACH or VACUUM INTO of another file is "
+    "not allowed, with or without --allow-writes)"
 )
-SEVERAL = "only one SQL statement per SQLQuery: the query holds several statements separated by ';'"
+SEVERAL = (
+    "refused: only one SQL statement per SQLQuery (the query holds several statements separated "
+    "by ';')"
+)
 FOREVER = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
 LISTING = (
     "The available action list is 'SQLQuery', 'ListTables', and 'DescribeTable'.\n"
@@ -74,6 +77,14 @@ def chinook(chinook_master: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def chinook_sql(chinook_master: Path) -> ActionSet:
     return sql_actions(chinook_master)
+
+
+def read_only(what: str) -> str:
+    """The refusal of a change to the database, naming it."""
+    return (
+        f"refused: the SQL tool is read-only ({what} is not allowed); use --allow-writes to "
+        "change the database"
+    )
 
 
 def call(actions: ActionSet, name: str, arg: str) -> str:
@@ -224,7 +235,10 @@ def test_error_observations(chinook_sql: ActionSet) -> None:
         "album(id, title, artist_id -> artist.id)"
     )
     assert error(chinook_sql, "SQLQuery", "SELECT 1; SELECT 2") == SEVERAL
-    assert error(chinook_sql, "SQLQuery", "SELECT 1; DROP TABLE artist") == SEVERAL
+    # a write among several statements is refused as that write
+    assert error(chinook_sql, "SQLQuery", "SELECT 1; DROP TABLE artist") == read_only(
+        "DROP TABLE artist"
+    )
     assert error(chinook_sql, "SQLQuery", "  ;") == "the query is empty"
 
 
@@ -249,35 +263,39 @@ def test_threads_share_one_action_set(chinook_sql: ActionSet, chinook_master: Pa
 
 
 # ---- read-only ---------------------------------------------------------------------------------
+# (statement, what the refusal names); tests/tools/test_sql_hostile.py holds many more
 WRITES = [
-    "INSERT INTO artist (name) VALUES ('x')",
-    "UPDATE track SET milliseconds = 0",
-    "DELETE FROM invoice_line",
-    "REPLACE INTO genre VALUES (1, 'x')",
-    "WITH g(name) AS (SELECT 'x') INSERT INTO genre (name) SELECT name FROM g",
-    "DROP TABLE artist",
-    "DROP TABLE IF EXISTS playlist_track",
-    "CREATE TABLE t (x)",
-    "CREATE TEMP TABLE t (x)",
-    "CREATE VIEW v AS SELECT 1",
-    "CREATE INDEX i ON track (name)",
-    "CREATE TRIGGER tr AFTER INSERT ON artist BEGIN SELECT 1; END",
-    "ALTER TABLE artist ADD COLUMN born TEXT",
-    "PRAGMA user_version = 7",
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA writable_schema = ON",
-    "VACUUM",
-    "REINDEX",
-    "ANALYZE",
-    "BEGIN IMMEDIATE",
+    ("INSERT INTO artist (name) VALUES ('x')", "INSERT INTO artist"),
+    ("UPDATE track SET milliseconds = 0", "UPDATE track"),
+    ("DELETE FROM invoice_line", "DELETE FROM invoice_line"),
+    ("REPLACE INTO genre VALUES (1, 'x')", "INSERT INTO genre"),
+    (
+        "WITH g(name) AS (SELECT 'x') INSERT INTO genre (name) SELECT name FROM g",
+        "INSERT INTO genre",
+    ),
+    ("DROP TABLE artist", "DROP TABLE artist"),
+    ("DROP TABLE IF EXISTS playlist_track", "DROP TABLE playlist_track"),
+    ("CREATE TABLE t (x)", "CREATE TABLE t"),
+    ("CREATE TEMP TABLE t (x)", "CREATE TEMP TABLE t"),
+    ("CREATE VIEW v AS SELECT 1", "CREATE VIEW v"),
+    ("CREATE INDEX i ON track (name)", "CREATE INDEX i"),
+    ("CREATE TRIGGER tr AFTER INSERT ON artist BEGIN SELECT 1; END", "CREATE TRIGGER tr"),
+    ("ALTER TABLE artist ADD COLUMN born TEXT", "ALTER TABLE artist"),
+    ("PRAGMA user_version = 7", "PRAGMA user_version = 7"),
+    ("PRAGMA journal_mode = WAL", "PRAGMA journal_mode = WAL"),
+    ("PRAGMA writable_schema = ON", "PRAGMA writable_schema = ON"),
+    ("VACUUM", "VACUUM"),
+    ("REINDEX", "REINDEX"),
+    ("ANALYZE", "ANALYZE"),
+    ("BEGIN IMMEDIATE", "BEGIN"),
 ]
 
 
-@pytest.mark.parametrize("statement", WRITES)
-def test_writes_are_refused_by_the_database(chinook: Path, statement: str) -> None:
+@pytest.mark.parametrize(("statement", "what"), WRITES)
+def test_writes_are_refused_by_the_database(chinook: Path, statement: str, what: str) -> None:
     before = chinook.read_bytes()
     sql = sql_actions(chinook)
-    assert error(sql, "SQLQuery", statement) == READ_ONLY
+    assert error(sql, "SQLQuery", statement) == read_only(what)
     assert chinook.read_bytes() == before
     assert sorted(p.name for p in chinook.parent.iterdir()) == ["chinook.sqlite"]
 
@@ -374,13 +392,17 @@ def test_sqlalchemy_sqlite_url(chinook: Path) -> None:
         "REFERENCES artist(id)"
     )
     assert set(call(sql, "ListTables", "x").split(", ")) == set(CHINOOK_TABLES.split(", "))
-    for statement in (
-        "INSERT INTO artist (name) VALUES ('x')",
-        "DROP TABLE artist",
-        "PRAGMA user_version = 3",
+    for statement, what in (
+        ("INSERT INTO artist (name) VALUES ('x')", "INSERT INTO artist"),
+        ("DROP TABLE artist", "DROP TABLE artist"),
+        ("PRAGMA user_version = 3", "PRAGMA user_version = 3"),
+        ("SELECT 1; DROP TABLE artist", "DROP TABLE artist"),
     ):
-        assert error(sql, "SQLQuery", statement) == READ_ONLY
-    assert error(sql, "SQLQuery", "SELECT 1; DROP TABLE artist") == SEVERAL
+        assert error(sql, "SQLQuery", statement) == read_only(what)
+    assert error(sql, "SQLQuery", "SELECT 1; SELECT 2") == SEVERAL
+    assert error(sql, "SQLQuery", "SELECT fts3_tokenizer('simple')") == (
+        "refused: the function fts3_tokenizer is not allowed (it exposes native pointers)"
+    )
     assert error(sql, "SQLQuery", "SELECT * FROM songs").startswith(
         "no such table: songs. Tables: "
     )

@@ -6,12 +6,13 @@ closes it, so no session setting outlives a call and any thread may call.
 
 What is enforced, per backend (see :func:`AlchemyDatabase.run`):
 
-* every backend: one statement per call (:func:`~._sql_lex.has_several_statements`, because
-  some drivers run ``SELECT 1; DROP TABLE t`` as two), and the transaction is rolled back at
-  the end of a read-only call;
-* ``sqlite:///path`` (the standard driver): the same as a plain SQLite file
-  (:mod:`._sql_sqlite`): opened ``mode=ro``, the read-only authorizer and the time limit are
-  set on the raw connection;
+* ``sqlite:///path`` (the standard driver): queries run exactly as on a plain SQLite file
+  (:class:`~lumos_graph.tools.sql._sqlite.SQLiteDatabase`: ``mode=ro``, the authorizer, the
+  time limit, refusals that name their cause); SQLAlchemy only lists and describes tables;
+* every other backend: one statement per call
+  (:func:`~lumos_graph.tools.sql._lex.has_several_statements`, because some drivers run
+  ``SELECT 1; DROP TABLE t`` as two), and the transaction is rolled back at the end of a
+  read-only call;
 * PostgreSQL: ``SET TRANSACTION READ ONLY`` (the server refuses every write, DDL included) and
   ``SET LOCAL statement_timeout``;
 * MySQL / MariaDB: ``SET TRANSACTION READ ONLY`` before the statement (the server refuses
@@ -33,11 +34,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from lumos_graph.errors import ConfigError
 from lumos_graph.tools.sql._base import Column, QueryFailure, Rows, Table, collect_rows
 from lumos_graph.tools.sql._lex import has_several_statements
-from lumos_graph.tools.sql._sqlite import Guard, classify_sqlite_error, open_sqlite
-
-from lumos_graph.errors import ConfigError
+from lumos_graph.tools.sql._sqlite import SQLiteDatabase, open_sqlite
 
 __all__ = ["AlchemyDatabase", "import_sqlalchemy"]
 
@@ -97,9 +97,13 @@ class AlchemyDatabase:
             raise ConfigError(f"not a database URL: {url!r} ({exc})") from None
         shown = parsed.render_as_string(hide_password=True)
         options: dict[str, Any] = {"poolclass": NullPool}
-        self._sqlite = parsed.get_backend_name() == "sqlite"
-        if self._sqlite:
-            options["creator"] = self._sqlite_creator(parsed, shown)
+        self._file: SQLiteDatabase | None = None  # runs the queries of an SQLite URL
+        if parsed.get_backend_name() == "sqlite":
+            self._file = self._sqlite_file(parsed, shown)
+            path, allow_writes, busy_timeout = self._file.path, self.allow_writes, self.timeout
+            options["creator"] = lambda: open_sqlite(
+                path, allow_writes=allow_writes, busy_timeout=busy_timeout
+            )
         try:
             self.engine = sa.create_engine(parsed, **options)
         except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
@@ -112,7 +116,7 @@ class AlchemyDatabase:
         except QueryFailure as failure:
             raise ConfigError(f"cannot read the database {shown}: {failure.detail}") from None
 
-    def _sqlite_creator(self, parsed: Any, shown: str) -> Any:
+    def _sqlite_file(self, parsed: Any, shown: str) -> SQLiteDatabase:
         if parsed.get_driver_name() != "pysqlite":
             raise ConfigError(f"{shown}: SQLite URLs use the standard driver (sqlite:///path)")
         if not parsed.database or parsed.database == ":memory:":
@@ -120,16 +124,10 @@ class AlchemyDatabase:
         given = Path(parsed.database).expanduser()
         if not given.is_file():
             raise ConfigError(f"no SQLite database file at {str(given)!r} ({shown})")
-        path = given.resolve()
-        allow_writes, busy_timeout = self.allow_writes, self.timeout
-        return lambda: open_sqlite(path, allow_writes=allow_writes, busy_timeout=busy_timeout)
+        return SQLiteDatabase(given, allow_writes=self.allow_writes, timeout=self.timeout)
 
-    def _prepare(self, conn: Any, deadline: float) -> Guard | None:
+    def _prepare(self, conn: Any) -> None:
         """Make the call's connection read-only and time-limited, as far as the backend can."""
-        if self._sqlite:
-            guard = Guard(allow_writes=self.allow_writes, deadline=deadline)
-            guard.install(conn.connection.dbapi_connection)
-            return guard
         name = conn.dialect.name
         millis = max(1, int(self.timeout * 1000))
         if name == "postgresql":
@@ -146,21 +144,21 @@ class AlchemyDatabase:
             # an old server without the setting: the limit is best effort there
             with contextlib.suppress(self._sa.exc.DBAPIError):
                 conn.exec_driver_sql(limit)
-        return None
 
     def run(self, query: str, *, max_rows: int) -> Rows:
         """Run one statement; raises :class:`QueryFailure`."""
+        if self._file is not None:
+            return self._file.run(query, max_rows=max_rows)
         if has_several_statements(query):
             raise QueryFailure("several")
         query = query.rstrip().rstrip(";").rstrip()
         deadline = time.monotonic() + self.timeout
         options: dict[str, Any] = {"no_parameters": True}  # a '%' in the query stays a '%'
-        if not self._sqlite and not self.allow_writes and _SERVER_CURSOR.match(query):
+        if not self.allow_writes and _SERVER_CURSOR.match(query):
             options["stream_results"] = True  # a server-side cursor: rows past the cap stay there
-        guard: Guard | None = None
         try:
             with self.engine.connect() as conn:
-                guard = self._prepare(conn, deadline)
+                self._prepare(conn)
                 result = conn.exec_driver_sql(query, execution_options=options)
                 if result.returns_rows:
                     rows = collect_rows(list(result.keys()), result.fetchmany, max_rows, deadline)
@@ -173,13 +171,11 @@ class AlchemyDatabase:
                     conn.rollback()
                 return rows
         except self._sa.exc.DBAPIError as exc:
-            raise self._classify(exc.orig, guard) from None
+            raise self._classify(exc.orig) from None
         except self._sa.exc.SQLAlchemyError as exc:
             raise QueryFailure("other", _first_line(exc)) from None
 
-    def _classify(self, orig: BaseException, guard: Guard | None) -> QueryFailure:
-        if guard is not None and isinstance(orig, Exception):
-            return classify_sqlite_error(orig, guard)
+    def _classify(self, orig: BaseException) -> QueryFailure:
         text = _first_line(orig)
         for pattern, kind in _SERVER_ERRORS:
             match = pattern.search(text)

@@ -1,10 +1,10 @@
 """What the SQL actions share across database backends: schema records, results, failures.
 
-A backend (:mod:`._sql_sqlite` for SQLite files, :mod:`._sql_alchemy` for SQLAlchemy URLs)
-implements :class:`Database`. It runs one statement per call on a fresh connection, fetches at
-most ``max_rows + 1`` rows and counts the rest, and reports what went wrong as a
-:class:`QueryFailure` of a known kind; :mod:`lumos_graph.tools.sql.actions` turns that into the text the
-model reads (see :mod:`._sql_text`).
+A backend (:mod:`._sqlite` for SQLite files, :mod:`._alchemy` for SQLAlchemy URLs) implements
+:class:`Database`. It runs one statement per call on a fresh connection, fetches at most
+``max_rows + 1`` rows and counts the rest, and reports what went wrong as a
+:class:`QueryFailure` of a known kind; :mod:`lumos_graph.tools.sql.actions` turns that into the
+text the model reads (see :mod:`._text`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 __all__ = [
     "COUNT_LIMIT",
+    "REFUSALS",
     "Column",
     "Database",
     "FailureKind",
@@ -31,8 +32,22 @@ COUNT_LIMIT = 100_000
 """Rows past the shown ones that are counted for the "(N more rows not shown)" note."""
 
 FailureKind = Literal[
-    "read_only", "attach", "timeout", "several", "no_table", "no_column", "empty", "other"
+    "read_only",  # refused: a change to the database without allow_writes
+    "attach",  # refused: ATTACH, DETACH or VACUUM INTO (in both modes)
+    "function",  # refused: a function outside the allow-list (in both modes)
+    "process",  # refused: a PRAGMA that sets a value for the whole process (in both modes)
+    "several",  # refused: more than one statement, none of them refused for another reason
+    "refused",  # refused by SQLite's authorizer, cause unknown (a safety net)
+    "timeout",
+    "no_table",
+    "no_column",
+    "empty",
+    "other",
 ]
+REFUSALS: frozenset[FailureKind] = frozenset(
+    {"read_only", "attach", "function", "process", "several", "refused"}
+)
+"""The failure kinds that are refusals: the tool would not run the statement."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,8 @@ class Rows:
 class QueryFailure(Exception):
     """A statement failed; ``kind`` says how, ``detail`` is the database's own first line.
 
-    For ``no_table`` the detail is the unknown table's name.
+    For ``no_table`` the detail is the unknown table's name; for a refusal it names what was
+    refused (``DROP TABLE artist``, a function name), or is ``""`` when that is unknown.
     """
 
     def __init__(self, kind: FailureKind, detail: str = "") -> None:

@@ -1,6 +1,7 @@
 """Reading SQL text just enough: unwrap a quoted query, and find a second statement.
 
-Neither function decides what a query may do (the database does, see :mod:`lumos_graph.tools.sql.actions`).
+Neither function decides what a query may do (the database does, see
+:mod:`lumos_graph.tools.sql.actions`).
 :func:`has_several_statements` backs up drivers that would run ``SELECT 1; DROP TABLE t`` as
 two statements (psycopg2 does). SQL dialects disagree on how text is quoted and commented, so it
 scans the query under each combination of the rules that matter (backslash escapes in strings,

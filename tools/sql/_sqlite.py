@@ -6,17 +6,19 @@ Read-only, two independent layers, both inside SQLite:
 
 1. The file is opened with the URI ``file:...?mode=ro``: the pager refuses every write
    (``attempt to write a readonly database``), whatever the statement.
-2. An authorizer (:meth:`Guard.authorize`) allows only reading: ``SELECT``, reading columns,
-   functions, recursive CTEs, and PRAGMAs from a fixed list of read PRAGMAs (``table_info``,
-   ``foreign_key_list``, ``user_version`` without a value, ...). Everything else is denied when
-   the statement is prepared, before it runs: ``INSERT``/``UPDATE``/``DELETE``, every
-   ``CREATE``/``DROP`` (temporary objects too), ``ALTER``, ``REINDEX``, ``ANALYZE``,
-   transactions, ``ATTACH``/``DETACH`` (which also stops ``VACUUM INTO 'file'``, otherwise
-   allowed on a read-only database) and PRAGMAs that set a value.
+2. An authorizer (:class:`~lumos_graph.tools.sql._guard.Guard`) allows only reading, and only
+   SQLite's own SQL functions minus those that reach native state (``fts3_tokenizer``,
+   ``load_extension``). It denies the rest when the statement is compiled, before it runs.
 
 With ``allow_writes`` the file is opened ``mode=rw`` (an existing file, never created) in
-autocommit mode, and the authorizer only denies ``ATTACH`` of a file (and ``DETACH``), so the
-tools never reach another database.
+autocommit mode; the authorizer still refuses ``ATTACH``/``DETACH``, PRAGMAs that set a value
+for the whole process, and the functions outside its allow-list.
+
+A refusal names its cause. When the first denied action does not say what the statement is
+(``CREATE TABLE`` first asks to insert into ``sqlite_master``), or the query holds several
+statements (Python compiles only the first), the statements are compiled again under
+``EXPLAIN``, which never runs them, until one is refused: ``SELECT 1; DROP TABLE t`` is refused
+as ``DROP TABLE t``, not as two statements.
 
 A progress handler aborts a statement when its deadline passes; ``max_rows + 1`` rows are fetched
 and the rest only counted.
@@ -24,6 +26,7 @@ and the rest only counted.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -32,92 +35,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from lumos_graph.tools.sql._base import (
-    Column,
-    FailureKind,
-    QueryFailure,
-    Rows,
-    Table,
-    collect_rows,
-)
-
 from lumos_graph.errors import ConfigError
+from lumos_graph.tools.sql._base import Column, QueryFailure, Rows, Table, collect_rows
+from lumos_graph.tools.sql._guard import Guard, function_allowed
 
-__all__ = ["Guard", "SQLiteDatabase", "classify_sqlite_error", "open_sqlite"]
+__all__ = [
+    "Guard",
+    "SQLiteDatabase",
+    "classify_sqlite_error",
+    "explain_refusal",
+    "open_sqlite",
+    "split_statements",
+]
 
-# Authorizer action codes of the SQLite C API (stable; not all are exported by every Python).
-_PRAGMA, _READ, _SELECT, _UPDATE, _ATTACH, _DETACH, _FUNCTION, _RECURSIVE = (
-    19, 20, 21, 23, 24, 25, 31, 33,
-)  # fmt: skip
-_OK, _DENY = 0, 1
-_READ_CODES = frozenset({_READ, _SELECT, _FUNCTION, _RECURSIVE})
-# PRAGMAs that only read. Those in the first set take a table or index name as their argument;
-# the others are allowed only without an argument (with one they set a value).
-_NAME_PRAGMAS = frozenset(
-    "table_info table_xinfo table_list index_list index_info index_xinfo foreign_key_list "
-    "foreign_key_check integrity_check quick_check".split()
-)
-_VALUE_PRAGMAS = frozenset(
-    "database_list collation_list function_list module_list pragma_list compile_options "
-    "encoding user_version application_id schema_version data_version page_size page_count "
-    "freelist_count foreign_keys journal_mode auto_vacuum case_sensitive_like".split()
-)
-_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_schema"})
-_PROGRESS_STEPS = 1000  # virtual machine instructions between deadline checks
-
-
-class Guard:
-    """The authorizer and progress handler of one connection, remembering why it refused.
-
-    Args:
-        allow_writes: allow everything but ``ATTACH`` of a file and ``DETACH``.
-        deadline: ``time.monotonic()`` after which running statements are aborted.
-    """
-
-    def __init__(self, *, allow_writes: bool, deadline: float) -> None:
-        self.allow_writes = allow_writes
-        self.deadline = deadline
-        self.refused: FailureKind | None = None
-        self.timed_out = False
-
-    def install(self, conn: sqlite3.Connection) -> None:
-        """Set this guard's authorizer and progress handler on ``conn``."""
-        conn.set_authorizer(self.authorize)
-        conn.set_progress_handler(self.progress, _PROGRESS_STEPS)
-
-    def authorize(
-        self, code: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
-    ) -> int:
-        """SQLite's authorizer callback: ``SQLITE_OK`` or ``SQLITE_DENY`` for one action."""
-        if code == _ATTACH and not arg1:
-            # VACUUM attaches "" (a private temporary database): harmless when writes are on
-            if self.allow_writes:
-                return _OK
-            self.refused = "read_only"
-            return _DENY
-        if code in (_ATTACH, _DETACH):  # ATTACH of a file, or VACUUM INTO a file
-            self.refused = "attach"
-            return _DENY
-        if self.allow_writes or code in _READ_CODES:
-            return _OK
-        if code == _PRAGMA and arg1 is not None:
-            name = arg1.lower()
-            if name in _NAME_PRAGMAS or (name in _VALUE_PRAGMAS and arg2 is None):
-                return _OK
-        if code == _UPDATE and arg1 in _SCHEMA_TABLES:
-            # SQLite reports this while preparing table-valued PRAGMA functions
-            # (pragma_table_info(...)); real writes to the schema table are refused by SQLite
-            # itself (they need PRAGMA writable_schema, a PRAGMA with a value, denied above)
-            return _OK
-        self.refused = "read_only"
-        return _DENY
-
-    def progress(self) -> int:
-        """SQLite's progress callback: non-zero aborts the running statement."""
-        if time.monotonic() > self.deadline:
-            self.timed_out = True
-            return 1
-        return 0
+_UNSAFE_USE = re.compile(r"unsafe use of (.+)\(\)$")
+_NO_SUCH_FUNCTION = re.compile(r"no such function: (.+)$")
+_AUTHORIZER_TEXTS = ("not authorized", "authorization denied")
+# a statement that is already an EXPLAIN is compiled without it (EXPLAIN EXPLAIN is no SQL)
+_EXPLAIN = re.compile(r"\s*explain(\s+query\s+plan)?\s", re.IGNORECASE)
+_SPLIT_CHECKS = 1000  # sqlite3.complete_statement calls at most, to split one query
+_EXPLAINED = 50  # statements of one query compiled at most to find the refused one
 
 
 def open_sqlite(path: Path, *, allow_writes: bool, busy_timeout: float) -> sqlite3.Connection:
@@ -136,21 +73,94 @@ def open_sqlite(path: Path, *, allow_writes: bool, busy_timeout: float) -> sqlit
 
 
 def classify_sqlite_error(exc: Exception, guard: Guard) -> QueryFailure:
-    """The :class:`QueryFailure` for an exception of ``sqlite3`` under ``guard``."""
+    """The :class:`QueryFailure` for an exception of ``sqlite3`` under ``guard``.
+
+    SQLite's own words for a refusal (``not authorized``) never become the detail: a refusal's
+    detail names what was refused.
+    """
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if guard.refused is not None:
-        return QueryFailure(guard.refused, text)
+        return QueryFailure(guard.refused, guard.what)
     if guard.timed_out:
         return QueryFailure("timeout", text)
+    unsafe = _UNSAFE_USE.match(text)
+    if unsafe:
+        # a function SQLite marks direct-only (fts3_tokenizer, load_extension) reached from a
+        # view, trigger or DEFAULT, where SQLite refuses it before the authorizer is asked
+        return QueryFailure("function", unsafe.group(1))
+    missing = _NO_SUCH_FUNCTION.match(text)
+    if missing and not function_allowed(missing.group(1)):
+        # readfile(), writefile() and the like: refused whether or not this build has them
+        return QueryFailure("function", missing.group(1))
     if "readonly database" in text and not guard.allow_writes:
-        return QueryFailure("read_only", text)
+        return QueryFailure("read_only", "")
     if "one statement at a time" in text:
-        return QueryFailure("several", text)
+        return QueryFailure("several", "")
+    if text.startswith(_AUTHORIZER_TEXTS):
+        return QueryFailure("refused", "")
     if text.startswith("no such table:"):
         return QueryFailure("no_table", text.partition(":")[2].strip())
     if text.startswith("no such column:"):
         return QueryFailure("no_column", text)
     return QueryFailure("other", text)
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of ``sql`` as SQLite's tokenizer reads them, each with its ``;``.
+
+    Text after the last complete statement (blanks, a comment, an unfinished statement) is the
+    last item unless it is blank. Splitting stops after :data:`_SPLIT_CHECKS` semicolons (the
+    rest is one item), so a long run of ``;`` inside a string cannot make it slow.
+    """
+    parts: list[str] = []
+    start = checks = 0
+    end = sql.find(";")
+    while end >= 0 and checks < _SPLIT_CHECKS:
+        checks += 1
+        if sqlite3.complete_statement(sql[start : end + 1]):
+            parts.append(sql[start : end + 1])
+            start = end + 1
+        end = sql.find(";", end + 1)
+    if sql[start:].strip():
+        parts.append(sql[start:])
+    return parts
+
+
+def _compile(conn: sqlite3.Connection, statement: str, guard: Guard) -> list[tuple[Any, ...]]:
+    """Compile ``statement`` under ``guard`` without running it: the rows of ``EXPLAIN``, or
+    ``[]`` when it does not compile."""
+    guard.install(conn)
+    try:
+        return conn.execute("EXPLAIN " + _EXPLAIN.sub("", statement, count=1)).fetchall()
+    except (sqlite3.Error, sqlite3.Warning):
+        return []
+
+
+def explain_refusal(
+    conn: sqlite3.Connection, statement: str, *, allow_writes: bool, deadline: float
+) -> QueryFailure | None:
+    """Why the authorizer refuses ``statement``, found by compiling it (never running it).
+
+    Returns:
+        The refusal, with what was refused named, or ``None`` when ``statement`` would be
+        allowed (or does not compile).
+    """
+    strict = Guard(allow_writes=allow_writes, deadline=deadline)
+    rows = _compile(conn, statement, strict)
+    if strict.refused is not None:
+        if strict.what:
+            return QueryFailure(strict.refused, strict.what)
+        named = Guard(allow_writes=allow_writes, deadline=deadline, naming=True)
+        _compile(conn, statement, named)
+        return QueryFailure(named.refused or strict.refused, named.what)
+    for row in rows:  # EXPLAIN: addr, opcode, p1, p2, ...
+        # VACUUM reaches the authorizer only when it runs (it attaches a database then);
+        # its opcode's p2 is the register of the INTO file name, 0 without INTO
+        if row[1] == "Vacuum" and row[3]:
+            return QueryFailure("attach", "VACUUM INTO")
+        if row[1] == "Vacuum" and not allow_writes:
+            return QueryFailure("read_only", "VACUUM")
+    return None
 
 
 class SQLiteDatabase:
@@ -199,7 +209,28 @@ class SQLiteDatabase:
                 columns = [d[0] for d in cursor.description]
                 return collect_rows(columns, cursor.fetchmany, max_rows, guard.deadline)
             except (sqlite3.Error, sqlite3.Warning) as exc:  # Warning: several statements, 3.10
-                raise classify_sqlite_error(exc, guard) from None
+                failure = classify_sqlite_error(exc, guard)
+                if failure.kind == "several" or (
+                    failure.kind == "read_only" and not failure.detail
+                ):
+                    failure = self._name_refusal(conn, query, failure, guard.deadline)
+                raise failure from None
+
+    def _name_refusal(
+        self, conn: sqlite3.Connection, query: str, failure: QueryFailure, deadline: float
+    ) -> QueryFailure:
+        """``failure`` with what was refused named, from compiling the query's statements
+        again (see the module docstring); ``failure`` itself when none is refused."""
+        statements = split_statements(query) if failure.kind == "several" else [query]
+        for statement in statements[:_EXPLAINED]:
+            if time.monotonic() > deadline:
+                break
+            refusal = explain_refusal(
+                conn, statement, allow_writes=self.allow_writes, deadline=deadline
+            )
+            if refusal is not None:
+                return refusal
+        return failure
 
     def table_names(self) -> list[tuple[str, bool]]:
         """``(name, is_view)`` of every table and view, in creation order."""

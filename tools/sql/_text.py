@@ -13,9 +13,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from lumos_graph.tools.sql._base import Rows, Table
-
 from lumos_graph.errors import LumosError
+from lumos_graph.tools.sql._base import Rows, Table
 
 __all__ = [
     "CELL_CHARS",
@@ -40,18 +39,33 @@ NOTES_CHARS = 2000
 """The schema notes of the grounding prompt stop adding tables at about this length."""
 _TABLE_LIST_NAMES = 60
 _COLUMN_HINT_CHARS = 600
+_SHOWN_CHARS = 80  # what a refusal names (a table, a PRAGMA and its value) is cut to this
 
 # ---- templates: all model-facing sentences ----------------------------------------------------
 _TEXT = {
-    "read_only": "the database is read-only: writes need --allow-writes",
-    "attach": (
-        "ATTACH, DETACH and VACUUM INTO are not allowed: the SQL actions use only this one database"
+    # refusals: one line, "refused: " and the cause
+    "read_only": (
+        "refused: the SQL tool is read-only ({what} is not allowed); use --allow-writes to "
+        "change the database"
     ),
-    "timeout": (
-        "the query ran longer than {seconds:g} seconds and was stopped; simplify it or add a LIMIT"
+    "attach": (
+        "refused: the SQL tool uses only its one database ({what} is not allowed, with or "
+        "without --allow-writes)"
+    ),
+    "function": "refused: the function {name} is not allowed ({why})",
+    "process": (
+        "refused: {what} is not allowed (it changes SQLite for the whole process, with or "
+        "without --allow-writes)"
     ),
     "several": (
-        "only one SQL statement per SQLQuery: the query holds several statements separated by ';'"
+        "refused: only one SQL statement per SQLQuery (the query holds several statements "
+        "separated by ';')"
+    ),
+    "refused": "refused: the SQL tool does not allow this statement",
+    "unnamed_write": "this statement",
+    "unnamed_attach": "ATTACH",
+    "timeout": (
+        "the query ran longer than {seconds:g} seconds and was stopped; simplify it or add a LIMIT"
     ),
     "no_table": "no such table: {detail}. Tables: {tables}",
     "no_column": "{detail}. Columns: {columns}",
@@ -69,6 +83,21 @@ _TEXT = {
     "notes_more": "; ... and {count} more tables (ListTables lists them all)",
     "view": "{name} (view)",
 }
+# why a function is refused; any other function outside the allow-list gets "other"
+_FUNCTION_WHY = {
+    "fts3_tokenizer": "it exposes native pointers",
+    "fts5": "it exposes native pointers",
+    "load_extension": "it loads native code",
+    "optimize": "it rewrites a full-text index",
+    "sqlite_log": "it writes to SQLite's error log",
+    "readfile": "it reads files",
+    "writefile": "it writes files",
+    "edit": "it starts an editor",
+    "other": (
+        "the SQL tool allows SQLite's core, aggregate, window, date, JSON, math and full-text "
+        "functions"
+    ),
+}
 
 
 def _fill(key: str, **values: Any) -> str:
@@ -76,6 +105,12 @@ def _fill(key: str, **values: Any) -> str:
         return _TEXT[key].format(**values)
     except KeyError as exc:  # a missing variable is a bug in our code: fail loudly
         raise LumosError(f"SQL message template {key!r} needs {exc.args[0]!r}") from None
+
+
+def _one_line(text: str) -> str:
+    """Names and values from a query, as one short printable line inside a refusal."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
+    return flat if len(flat) <= _SHOWN_CHARS else flat[: _SHOWN_CHARS - 1] + "…"
 
 
 def _rows(count: int) -> str:
@@ -204,7 +239,8 @@ def failure_text(
 
     Args:
         kind: a :data:`~lumos_graph.tools.sql._base.FailureKind`.
-        detail: the database's message (for ``no_table``: the table name).
+        detail: the database's message (for ``no_table``: the table name; for a refusal:
+            what was refused, see :class:`~lumos_graph.tools.sql._base.QueryFailure`).
         seconds: the time limit, for the timeout message.
         table_names: all table names, listed after an unknown table.
         mentioned_tables: the tables a query names, whose columns follow an unknown column.
@@ -220,7 +256,16 @@ def failure_text(
         return _fill(kind, detail=detail, columns=columns)
     if kind == "timeout":
         return _fill(kind, seconds=seconds)
-    if kind in ("read_only", "attach", "several", "empty"):
+    if kind == "read_only":
+        return _fill(kind, what=_one_line(detail) or _fill("unnamed_write"))
+    if kind == "attach":
+        return _fill(kind, what=_one_line(detail) or _fill("unnamed_attach"))
+    if kind == "process":
+        return _fill(kind, what=_one_line(detail))
+    if kind == "function":
+        why = _FUNCTION_WHY.get(detail.lower(), _FUNCTION_WHY["other"])
+        return _fill(kind, name=_one_line(detail), why=why)
+    if kind in ("several", "refused", "empty"):
         return _fill(kind)
     return detail
 

@@ -13,28 +13,35 @@ which needs the optional SQLAlchemy dependency: ``pip install "lumos-graph[sql]"
 **Read-only by default, enforced by the database, never by looking at the query text:**
 
 * SQLite (a file, or ``sqlite:///path``): the file is opened ``mode=ro``, and an authorizer
-  allows only reads (``SELECT``, reading PRAGMAs such as ``table_info``); every write,
-  ``CREATE``/``DROP``/``ALTER``, ``ATTACH``/``DETACH`` (hence ``VACUUM INTO``) and PRAGMAs that
-  set a value are refused when the statement is prepared (details in ``_sql_sqlite``).
+  allows only reads (``SELECT``, reading PRAGMAs such as ``table_info``) and only SQLite's own
+  core, aggregate, window, date, JSON, math and full-text functions; every write,
+  ``CREATE``/``DROP``/``ALTER``, ``ATTACH``/``DETACH`` (hence ``VACUUM INTO``), PRAGMAs that
+  set a value and functions that reach native state (``fts3_tokenizer``, ``load_extension``)
+  are refused when the statement is compiled (details in :mod:`._guard`).
 * PostgreSQL: the statement runs in a ``READ ONLY`` transaction that is rolled back.
 * MySQL / MariaDB: a ``READ ONLY`` transaction, rolled back.
 * other SQLAlchemy dialects: only a transaction that is always rolled back; statements that
   commit by themselves (DDL on some databases) are not prevented. Connect as a read-only user.
 
 ``allow_writes=True`` opens SQLite ``mode=rw`` (an existing file only, never created) without
-the write denials (``ATTACH`` of a file stays refused) and commits on other backends.
+the write denials (``ATTACH`` of a file and the functions outside the allow-list stay refused)
+and commits on other backends.
 
-**Limits.** A call runs one statement (``SELECT 1; DROP TABLE t`` is refused); at most
+**Limits.** A call runs one statement (``SELECT 1; SELECT 2`` is refused); at most
 ``max_rows`` rows are shown, with a ``(N more rows not shown)`` note; a call is stopped after
 ``timeout`` seconds (SQLite: a progress handler; PostgreSQL: ``statement_timeout``; MySQL:
 ``max_execution_time``; elsewhere only between fetched rows). Every call opens its own
 connection and closes it, so the actions may run in any thread.
 
-**Results** (:class:`~lumos_graph.agent.actions.Value`): a single cell is the bare value (``42``), so a
-later ``Calculator(R1 / 2)`` can use it; anything else is a compact table, a header line and one
-line per row, cells joined by ``" | "``. Failures are one-line observations
+**Results** (:class:`~lumos_graph.agent.actions.Value`): a single cell is the bare value
+(``42``), so a later ``Calculator(R1 / 2)`` can use it; anything else is a compact table, a
+header line and one line per row, cells joined by ``" | "``. Failures are one-line observations
 (:class:`~lumos_graph.errors.ToolError`): ``near "SELEC": syntax error``, ``no such table:
-songs. Tables: albums, artists``, ``the database is read-only: writes need --allow-writes``.
+songs. Tables: albums, artists``. A refusal starts with ``refused:`` and names its cause:
+``refused: the SQL tool is read-only (DROP TABLE t is not allowed); use --allow-writes to change
+the database``, ``refused: the function fts3_tokenizer is not allowed (it exposes native
+pointers)``; on SQLite a write among several statements (``SELECT 1; DROP TABLE t``) is refused
+as that write.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ import math
 import os
 from pathlib import Path
 
+from lumos_graph.agent.actions import Action, ActionSet, Value
+from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.tools.sql._alchemy import AlchemyDatabase  # imports SQLAlchemy only when used
 from lumos_graph.tools.sql._base import Database, QueryFailure, Table, clean_identifier, find_table
 from lumos_graph.tools.sql._lex import unwrap_query
@@ -57,9 +66,6 @@ from lumos_graph.tools.sql._text import (
     schema_notes,
     unknown_table_text,
 )
-
-from lumos_graph.agent.actions import Action, ActionSet, Value
-from lumos_graph.errors import ConfigError, ToolError
 
 __all__ = ["sql_actions"]
 
