@@ -18,7 +18,6 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
-from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
 
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.nodes import (
@@ -35,6 +34,7 @@ from lumos_graph.agent.nodes import (
 from lumos_graph.agent.state import LumosState
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import as_chat_model, lumos_default
+from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
 
 __all__ = ["build_lumos_graph", "create_lumos_agent"]
 

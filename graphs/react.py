@@ -26,13 +26,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.tools import StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
-from lumos_graph.tools.toolsets import ToolLike, create_actions
 
 from lumos_graph.agent import protocol
 from lumos_graph.agent.actions import Action, ActionSet, as_values
 from lumos_graph.agent.execution import describe_error
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import as_chat_model
+from lumos_graph.tools.toolsets import ToolLike, create_actions
 
 __all__ = ["LIMIT_REASON", "action_tool", "create_react_agent", "react_answer", "react_status"]
 

@@ -37,10 +37,9 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from lumos_graph.tools._worker import Pair, RemoteOp, Worker
-
 from lumos_graph.agent.actions import Action
 from lumos_graph.errors import ToolError
+from lumos_graph.tools._worker import Pair, RemoteOp, Worker
 
 __all__ = ["code_action"]
 

@@ -32,12 +32,15 @@ they are (the maths sets carry ``solution``, the generator's worked solution and
 training later; StrategyQA's is the explanation BIG-bench gives with the answer).
 
 **Built-in sets** (:func:`list_datasets`). Each is a *dev* split, on which prompts and few-shot
-examples may be tuned, or a *test* split, on which nothing is tuned or trained: report test
+examples may be tuned, a *val* split (templates held out from training, for choosing
+checkpoints and settings), or a *test* split, on which nothing is tuned or trained: report test
 figures.
 
-* ``maths-dev`` (20) / ``maths-test`` (105): GSM8K-style questions from ``reasoning-gym``'s
-  ``gsm_symbolic`` generators (Apache-2.0): dev from templates 0-79, test from templates 80-99
-  only (7 questions from each of its 15 usable templates). Both ship with the package.
+* ``maths-dev`` (20) / ``maths-val`` (60) / ``maths-test`` (105): GSM8K-style questions from
+  ``reasoning-gym``'s ``gsm_symbolic`` generators (Apache-2.0): dev from templates 0-79, val
+  from templates 70-79 only (10 questions from each of its 6 usable templates; training uses
+  templates 0-69, so val chooses checkpoints and settings honestly), test from templates 80-99
+  only (7 questions from each of its 15 usable templates). All three ship with the package.
 * ``strategyqa-dev`` (200) / ``strategyqa-test`` (2,090): the 2,290 StrategyQA questions
   (Geva et al. 2021, MIT) of BIG-bench's ``strategyqa`` task (Apache-2.0), yes/no. The task file
   ships with the package, unchanged and gzipped (canary string included); the 200 questions
@@ -75,6 +78,8 @@ where the error message says).
 
     python -c "from lumos_graph.evaluation.datasets import generate_gsm_symbolic as g, write_jsonl as w; \\
                w(g(range(0, 80), 20, seed=2026), 'lumos_graph/data/maths_dev.jsonl'); \\
+               w(g(range(70, 80), 10, seed=2026, per_template=10), \\
+                 'lumos_graph/data/maths_val.jsonl'); \\
                w(g(range(80, 100), 20, seed=2026, per_template=7), \\
                  'lumos_graph/data/maths_test.jsonl')"
     python -c "from lumos_graph.evaluation.datasets import fetch_strategyqa_task as f; \\
@@ -142,7 +147,8 @@ class DatasetInfo:
 
     Attributes:
         name: what :func:`load_dataset` takes.
-        split: ``"dev"`` (prompts may be tuned on it) or ``"test"`` (nothing is).
+        split: ``"dev"`` (prompts may be tuned on it), ``"val"`` (held out from training, to
+            choose checkpoints and settings) or ``"test"`` (nothing is tuned or chosen on it).
         kind: the kind of every item (see :mod:`lumos_graph.evaluation.metrics`).
         size: the number of items.
         description: one line for people.
@@ -151,7 +157,7 @@ class DatasetInfo:
     """
 
     name: str
-    split: Literal["dev", "test"]
+    split: Literal["dev", "val", "test"]
     kind: str
     size: int
     description: str
@@ -447,6 +453,10 @@ _BUILTINS: dict[str, tuple[DatasetInfo, Callable[[], list[Item]]]] = {
         (DatasetInfo("maths-dev", "dev", "maths", 20,
                      "GSM8K-style maths, gsm_symbolic templates 0-79 (reasoning-gym)"),
          _shipped("maths_dev.jsonl")),
+        (DatasetInfo("maths-val", "val", "maths", 60,
+                     "GSM8K-style maths, gsm_symbolic templates 70-79 only: the validation "
+                     "split (never trained on)"),
+         _shipped("maths_val.jsonl")),
         (DatasetInfo("maths-test", "test", "maths", 105,
                      "GSM8K-style maths, gsm_symbolic templates 80-99 only (reasoning-gym)"),
          _shipped("maths_test.jsonl")),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lumos_graph.graphs.lumos import create_lumos_agent
 
 from lumos_graph.agent import protocol as p
+from lumos_graph.graphs.lumos import create_lumos_agent
 from tests.fakes import scripted, toy_actions
 
 # Text biased towards protocol fragments, so the interesting near-misses are generated often.

@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 import pytest
-from lumos_graph.tools.maths.actions import math_actions
 
 from lumos_graph.agent.report import REPORT_KEYS
+from lumos_graph.tools.maths.actions import math_actions
 
 pytestmark = pytest.mark.model
 

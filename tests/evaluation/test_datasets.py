@@ -61,11 +61,11 @@ def template(item: dict[str, Any]) -> int:
 # ---- the registry -------------------------------------------------------------------------------
 def test_every_built_in_is_listed_with_a_split_and_a_kind() -> None:
     infos = {info.name: info for info in list_datasets()}
-    assert list(infos) == ["maths-dev", "maths-test", "strategyqa-dev", "strategyqa-test",
+    assert list(infos) == ["maths-dev", "maths-val", "maths-test", "strategyqa-dev", "strategyqa-test",
                            "spider-dev", "easy-vqa-dev", "easy-vqa-test", "gsm8k-test",
                            "svamp-test", "hotpotqa-dev", "hotpotqa-distractor-dev"]
     for info in infos.values():
-        assert info.split in ("dev", "test") and info.name.endswith(info.split)
+        assert info.split in ("dev", "val", "test") and info.name.endswith(info.split)
         assert info.description and "\n" not in info.description
     assert [infos[n].kind for n in ("maths-test", "strategyqa-test", "spider-dev",
                                     "easy-vqa-test")] == ["maths", "yesno", "sql", "vqa"]

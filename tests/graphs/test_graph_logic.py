@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
-from lumos_graph.graphs.lumos import create_lumos_agent
 
+from lumos_graph.graphs.lumos import create_lumos_agent
 from tests.fakes import scripted, toy_actions
 
 

@@ -12,6 +12,10 @@ import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
+
+from lumos_graph.agent.actions import Action, ActionSet
+from lumos_graph.errors import ConfigError
 from lumos_graph.graphs.react import (
     LIMIT_REASON,
     action_tool,
@@ -19,10 +23,6 @@ from lumos_graph.graphs.react import (
     react_answer,
     react_status,
 )
-from pydantic import Field
-
-from lumos_graph.agent.actions import Action, ActionSet
-from lumos_graph.errors import ConfigError
 from tests.fakes import toy_actions
 
 
@@ -175,9 +175,8 @@ def test_a_limit_below_one_is_a_config_error() -> None:
 
 @pytest.mark.model
 def test_react_on_the_real_model_finishes_with_a_structured_result(default_gguf: Path) -> None:
-    from lumos_graph.tools.maths.actions import math_actions
-
     from lumos_graph.llm.models import create_chat_model
+    from lumos_graph.tools.maths.actions import math_actions
 
     model = create_chat_model("default", max_tokens=96)
     agent = create_react_agent(model, math_actions(), max_model_calls=3)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from lumos_graph.errors import ConfigError
 from lumos_graph.tools.qa import _kb_wiki
 from lumos_graph.tools.qa._kb_text import match_expression, split_passages, word_count
 from lumos_graph.tools.qa.knowledge import (
@@ -26,8 +28,6 @@ from lumos_graph.tools.qa.knowledge import (
     rank_passages,
     user_kb_path,
 )
-
-from lumos_graph.errors import ConfigError
 from tests.package_files import package_file
 
 EIFFEL = (

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lumos_graph.tools.maths.actions import math_actions
 
 from lumos_graph.agent.actions import ActionSet, Value, as_values
 from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.tools.maths.actions import math_actions
 
 LISTING = (
     "The available action list is 'Calculator', 'SetEquation', 'SolveEquation', 'Count', "

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lumos_graph.tools.sandbox import code_action
 
 from lumos_graph.agent.actions import Action, Value, as_values
 from lumos_graph.errors import ToolError
+from lumos_graph.tools.sandbox import code_action
 
 TIMEOUT = 2.0
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 from langchain_core.tools import StructuredTool, tool
-from lumos_graph.graphs.lumos import create_lumos_agent
-from lumos_graph.tools.qa.actions import qa_action
-from lumos_graph.tools.toolsets import create_actions, parse_tool_names
 
 from lumos_graph.agent.actions import Action, ActionSet, Value
 from lumos_graph.agent.grammar import ground_grammar
 from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.graphs.lumos import create_lumos_agent
+from lumos_graph.tools.qa.actions import qa_action
+from lumos_graph.tools.toolsets import create_actions, parse_tool_names
 from tests.fakes import scripted
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from lumos_graph.agent.actions import ActionSet
+from lumos_graph.errors import ConfigError, ModelNotFoundError, ToolError
 from lumos_graph.tools.vqa.actions import (
     CHAT_FORMATS,
     OCRBackend,
@@ -26,9 +29,6 @@ from lumos_graph.tools.vqa.actions import (
     load_image,
     vqa_action,
 )
-
-from lumos_graph.agent.actions import ActionSet
-from lumos_graph.errors import ConfigError, ModelNotFoundError, ToolError
 from tests.fakes import scripted
 from tests.package_files import package_file
 from tests.vqa_fixtures import (

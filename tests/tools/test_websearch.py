@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.tools.qa import websearch
 from lumos_graph.tools.qa.knowledge import KnowledgeBase
 from lumos_graph.tools.qa.websearch import RateLimitError, WebSearch, default_cache_dir
-
-from lumos_graph.errors import ConfigError, ToolError
 
 Result = list[dict[str, Any]]
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lumos_graph.graphs.lumos import create_lumos_agent
-from lumos_graph.tools.maths.actions import math_actions
 
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.cli import data as cli_data
 from lumos_graph.errors import ConfigError
 from lumos_graph.evaluation.datasets import load_dataset
+from lumos_graph.graphs.lumos import create_lumos_agent
+from lumos_graph.tools.maths.actions import math_actions
 from lumos_graph.training import data as td
 from lumos_graph.training._convert_cot import CotError, parse_cot
 from lumos_graph.training._convert_render import Annotation, check, conversations

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
+
+from lumos_graph.errors import ToolError
 from lumos_graph.tools._worker import Pair
 from lumos_graph.tools.maths._formula import compare, parse
 from lumos_graph.tools.maths._results import format_value
@@ -27,8 +29,6 @@ from lumos_graph.tools.maths._text import (
     split_eq,
     split_top,
 )
-
-from lumos_graph.errors import ToolError
 
 __all__ = [
     "calculator",

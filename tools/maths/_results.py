@@ -12,11 +12,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sympy as sp
+
+from lumos_graph.errors import ToolError
 from lumos_graph.tools._worker import Pair
 from lumos_graph.tools.maths._formula import MAX_CHARS, is_logic
 from lumos_graph.tools.maths._text import relation_text
-
-from lumos_graph.errors import ToolError
 
 __all__ = ["format_value"]
 

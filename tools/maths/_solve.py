@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import sympy as sp
+
+from lumos_graph.errors import ToolError
 from lumos_graph.tools._worker import Pair
 from lumos_graph.tools.maths._results import format_value
 from lumos_graph.tools.maths._text import Equation
-
-from lumos_graph.errors import ToolError
 
 __all__ = ["pick_solution", "solve_inequalities", "split_glued_names"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
-from lumos_graph.tools.maths._formula import FUNCTIONS, MAX_CHARS, is_logic, parse
 
 from lumos_graph.errors import ToolError
+from lumos_graph.tools.maths._formula import FUNCTIONS, MAX_CHARS, is_logic, parse
 
 __all__ = [
     "Equation",

@@ -31,11 +31,10 @@ guard), ``_maths_solve`` (equations and inequalities) and ``_maths_results`` (re
 
 from __future__ import annotations
 
-from lumos_graph.tools._worker import RemoteOp, Worker
-from lumos_graph.tools.sandbox import code_action
-
 from lumos_graph.agent.actions import Action, ActionSet
 from lumos_graph.errors import ConfigError
+from lumos_graph.tools._worker import RemoteOp, Worker
+from lumos_graph.tools.sandbox import code_action
 
 __all__ = ["math_actions"]
 

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lumos_graph.errors import ConfigError
 from lumos_graph.tools.qa._kb_sources import Document
 from lumos_graph.tools.qa._kb_text import split_passages
-
-from lumos_graph.errors import ConfigError
 
 __all__ = [
     "SEARCH",

@@ -21,9 +21,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from lumos_graph.tools.qa._kb_sources import Document
-
 from lumos_graph.errors import ConfigError
+from lumos_graph.tools.qa._kb_sources import Document
 
 __all__ = ["WIKI_ROOT", "find_wiki_data", "wiki_documents", "wiki_signature"]
 

@@ -17,6 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
+
+from lumos_graph.agent import protocol
+from lumos_graph.agent.actions import Action, ActionSet, Value
+from lumos_graph.agent.model_calls import call_model
+from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.tools.maths.actions import math_actions
 from lumos_graph.tools.qa.knowledge import (
     KnowledgeBase,
@@ -25,11 +30,6 @@ from lumos_graph.tools.qa.knowledge import (
     user_kb_path,
 )
 from lumos_graph.tools.qa.websearch import WebSearch
-
-from lumos_graph.agent import protocol
-from lumos_graph.agent.actions import Action, ActionSet, Value
-from lumos_graph.agent.model_calls import call_model
-from lumos_graph.errors import ConfigError, ToolError
 
 __all__ = ["qa_action", "qa_actions"]
 

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lumos_graph.errors import ConfigError
+from lumos_graph.llm.files import model_cache_dir
 from lumos_graph.tools.qa._kb_sources import Document, scan_path
 from lumos_graph.tools.qa._kb_store import (
     SEARCH,
@@ -41,9 +43,6 @@ from lumos_graph.tools.qa._kb_store import (
 )
 from lumos_graph.tools.qa._kb_text import context_units, match_expression
 from lumos_graph.tools.qa._kb_wiki import WIKI_ROOT, find_wiki_data, wiki_documents, wiki_signature
-
-from lumos_graph.errors import ConfigError
-from lumos_graph.llm.files import model_cache_dir
 
 __all__ = [
     "Document",

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lumos_graph.tools.qa.knowledge import KnowledgeBase, Passage
-
 from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.llm.files import model_cache_dir
+from lumos_graph.tools.qa.knowledge import KnowledgeBase, Passage
 
 __all__ = ["Backend", "RateLimitError", "WebSearch", "ddgs_backend", "default_cache_dir"]
 

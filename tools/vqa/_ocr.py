@@ -12,9 +12,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from lumos_graph.tools.vqa import _text as text
-
 from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.tools.vqa import _text as text
 
 __all__ = ["OCRBackend", "group_lines", "ocr_available"]
 

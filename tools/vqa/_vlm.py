@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.tools.vqa import _text as text
 from lumos_graph.tools.vqa._images import image_format
-
-from lumos_graph.errors import ConfigError, ToolError
 
 __all__ = ["CHAT_FORMATS", "VLMBackend", "VLMReply"]
 

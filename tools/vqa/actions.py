@@ -30,13 +30,12 @@ import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from lumos_graph.agent.actions import Action
+from lumos_graph.errors import LumosError, ToolError
 from lumos_graph.tools.vqa import _text as text
 from lumos_graph.tools.vqa._images import DOWNLOAD_TIMEOUT, ImageSource, load_image
 from lumos_graph.tools.vqa._ocr import OCRBackend, ocr_available
 from lumos_graph.tools.vqa._vlm import CHAT_FORMATS, VLMBackend, VLMReply
-
-from lumos_graph.agent.actions import Action
-from lumos_graph.errors import LumosError, ToolError
 
 __all__ = [
     "CHAT_FORMATS",
