@@ -18,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from lumos_graph.agent import protocol
+from lumos_graph.agent.few_shot_examples import DIRECT_EXAMPLES
 from lumos_graph.agent.model_calls import call_model
 from lumos_graph.agent.state import Status, Usage, add_usage
 
@@ -55,7 +56,8 @@ def create_direct_agent(
 
 
 def _answer(state: DirectState, model: BaseChatModel, max_tokens: int) -> dict[str, Any]:
-    reply = call_model(model, protocol.direct_prompt(state["task"]), max_tokens=max_tokens)
+    prompt = protocol.direct_prompt(state["task"], DIRECT_EXAMPLES)
+    reply = call_model(model, prompt, max_tokens=max_tokens)
     if reply.text is None:
         return {"usage": reply.usage, "status": "failed", "answer": None,
                 "reason": f"the model failed: {reply.error}"}

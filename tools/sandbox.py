@@ -1,8 +1,9 @@
 """The ``Code`` action: run a small Python snippet and return its result.
 
 What counts as the result, first match wins: the value of the last expression statement; a
-variable named ``result``, ``answer`` or ``ans``; what the code printed; the return value of the
-one function it defines, called with no arguments. LUMOS pseudo code such as
+variable named ``result``, ``answer`` or ``ans``; what the code printed; the value of the name
+the last statement assigns; the return value of the one function it defines, called with no
+arguments. LUMOS pseudo code such as
 ``If 141 % 1 == 0, 1, 0`` (from the training data) is read as ``1 if 141 % 1 == 0 else 0``.
 
 Threat model, honestly: this is a best-effort sandbox for arithmetic-style snippets written by
@@ -133,6 +134,8 @@ def run_code(*parts: str) -> list[Pair]:
             value = next((env[n] for n in _RESULT_NAMES if env.get(n) is not None), None)
         if value is None and printed.text.strip():
             return [(printed.text.strip(), printed.text.strip())]
+        if value is None:
+            value = _last_assigned(env, tree)
         if value is None:
             value = _call_entry_function(env, tree)
     except ToolError:
@@ -271,6 +274,19 @@ def _import(
 def _namespace(printed: _Printer) -> dict[str, Any]:
     builtins = {**_BUILTINS, "print": printed.print, "__import__": _import}
     return {"__builtins__": builtins, "__name__": "sandbox", **_MATH, **_EXTRA}
+
+
+def _last_assigned(env: dict[str, Any], tree: ast.Module) -> Any:
+    """The value of the name a snippet's last statement assigns (``total = 4 * 12 + 5``):
+    small models often stop there, and the name is what they computed."""
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Assign) and len(last.targets) == 1:
+        target = last.targets[0]
+    elif isinstance(last, (ast.AugAssign, ast.AnnAssign)):
+        target = last.target
+    else:
+        return None
+    return env.get(target.id) if isinstance(target, ast.Name) else None
 
 
 def _call_entry_function(env: dict[str, Any], tree: ast.Module) -> Any:

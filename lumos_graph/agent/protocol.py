@@ -129,15 +129,19 @@ FINAL_ANSWER = _template(
 FINDING = _template("- ${question}: ${result}")
 
 # The `direct` baseline of `lumos-graph eval`: the model alone, thinking step by step.
+# The direct baseline shows worked replies (few_shot_examples.DIRECT_EXAMPLES) instead of
+# describing the answer line: a placeholder such as "<a number>" is copied by small models.
 DIRECT_SYSTEM = _template(
     "You are a careful problem solver. Think step by step, then give the final answer on the "
-    "last line as: Answer: <a short answer: a number, yes or no, a name or a few words>"
+    "last line, after 'Answer:', as the worked examples do: only the number, yes or no, or "
+    "the name."
 )
 DIRECT_TASK = _template("${task}")
 ANSWER_LINE = re.compile(
     r"(?:final answer|answer)\s*(?:is)?\s*[:：]?\s*(?P<answer>.+?)\s*$", re.IGNORECASE
 )
 BOXED = re.compile(r"\\boxed\{(?P<answer>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+PLACEHOLDER = re.compile(r"<[^<>]*>|\[[^\[\]]*answer[^\[\]]*\]", re.IGNORECASE)
 CONCLUSION = re.compile(r"^(?:therefore|so|thus|hence)\b[,:]?\s*(?P<answer>.+)$", re.IGNORECASE)
 SYSTEM = {
     "plan": _template(
@@ -297,17 +301,25 @@ def final_answer_prompt(task: str, findings: Sequence[tuple[str, str]]) -> list[
     return [{"role": "system", "content": _fill(QA_SYSTEM)}, {"role": "user", "content": user}]
 
 
-def direct_prompt(task: str) -> list[Turn]:
-    """The ``direct`` baseline's conversation: chain of thought, then ``Answer: ...``."""
-    return [{"role": "system", "content": _fill(DIRECT_SYSTEM)},
-            {"role": "user", "content": _fill(DIRECT_TASK, task=task.strip())}]
+def direct_prompt(task: str, examples: Sequence[tuple[str, str]] = ()) -> list[Turn]:
+    """The ``direct`` baseline's conversation: chain of thought, then ``Answer: ...``.
+
+    ``examples`` are worked ``(task, reply)`` pairs shown first
+    (:data:`lumos_graph.agent.few_shot_examples.DIRECT_EXAMPLES`).
+    """
+    turns: list[Turn] = [{"role": "system", "content": _fill(DIRECT_SYSTEM)}]
+    for question, reply in examples:
+        turns += [_user(_fill(DIRECT_TASK, task=question)), _assistant(reply)]
+    return [*turns, _user(_fill(DIRECT_TASK, task=task.strip()))]
 
 
 def parse_direct_answer(text: str) -> str | None:
     """The final answer of a chain-of-thought reply, as maths evaluations read it.
 
     The last ``\\boxed{...}``, else the last ``Answer: ...`` (or ``the answer is ...``) line,
-    else the last line starting with ``Therefore``/``So``/``Thus``; ``None`` without any.
+    else the last line starting with ``Therefore``/``So``/``Thus``, else ``yes``/``no`` when
+    the reply starts with it; ``None`` without any. Template text (an answer in angle brackets,
+    ``<a number>``) is never an answer.
     """
     boxed = list(BOXED.finditer(text))
     if boxed:
@@ -317,8 +329,11 @@ def parse_direct_answer(text: str) -> str | None:
         for line in reversed(lines):
             match = pattern.search(line)
             if match:
-                return parse_short_answer(match.group("answer").strip().strip("*").strip())
-    return None
+                found = parse_short_answer(match.group("answer").strip().strip("*").strip())
+                if found is not None and not PLACEHOLDER.fullmatch(found):
+                    return found
+    first = re.match(r"\W*(yes|no)\b", text.strip(), re.IGNORECASE)
+    return first.group(1).lower() if first else None
 
 
 def parse_short_answer(text: str) -> str | None:

@@ -113,13 +113,20 @@ def test_names_outside_the_whitelist_do_not_exist(code: Action) -> None:
         run(code, "bytearray(3)")
 
 
+def test_a_snippet_ending_in_an_assignment_gives_the_assigned_value(code: Action) -> None:
+    """Small models often stop at ``total = ...``: the name they computed is the result."""
+    assert run(code, "total_cost = 4 * 12 + 5 * 73 + 9 * 119").text == "1484"
+    assert run(code, "x = 3\nx += 4").text == "7"
+    assert run(code, "x = 2\nresult = x * 5\ny = 0").text == "10"  # `result` still comes first
+
+
 def test_errors_of_the_snippet_are_readable(code: Action) -> None:
     with pytest.raises(ToolError, match=r"ZeroDivisionError: division by zero \(line 2\)"):
         run(code, "x = 1\nx / 0")
     with pytest.raises(ToolError, match="invalid Python syntax"):
         run(code, "def (:")
     with pytest.raises(ToolError, match="no result"):
-        run(code, "x = 1")
+        run(code, "x = 1\nif x:\n    pass")
     with pytest.raises(ToolError, match=r"defines f\(n\) but never calls it"):
         run(code, "def f(n):\n    return n")
     with pytest.raises(ToolError, match="needs a Python snippet"):
