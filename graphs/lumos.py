@@ -6,24 +6,35 @@ Iterative:  START -> plan -> ground -> execute -> plan ... plan (stop) -> answer
 ```
 Every node may end the run early (``status`` ``failed`` or ``cap_reached``); the caps bound
 the loop, so a model that never says stop ends with a final state saying so.
+
+Self-consistency (``samples=K``): K branches of the same graph run at once, the first greedy
+and the others sampled at ``temperature`` with their own seeds; each is executed by the tools,
+and the answer most branches agree on wins (:func:`~lumos_graph.agent.voting.vote`):
+```
+START -> (branch x K, in parallel) -> vote -> END
+```
+The branches call the model concurrently, so our llama.cpp backend decodes them as one batch.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from functools import partial
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Checkpointer, Send
 
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.nodes import (
     AgentSpec,
     Caps,
     answer,
+    check_input,
     execute,
     ground,
     plan,
@@ -32,6 +43,7 @@ from lumos_graph.agent.nodes import (
     route_after_plan,
 )
 from lumos_graph.agent.state import LumosState
+from lumos_graph.agent.voting import vote
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import as_chat_model, lumos_default
 from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
@@ -68,6 +80,9 @@ def create_lumos_agent(
     max_model_calls: int = 16,
     max_tokens: int | None = None,
     use_grammar: bool = True,
+    samples: int = 1,
+    temperature: float = 0.7,
+    seed: int = 0,
     checkpointer: Checkpointer = None,
     name: str | None = None,
 ) -> CompiledStateGraph:
@@ -94,6 +109,10 @@ def create_lumos_agent(
         max_model_calls: cap on planner and grounder calls together.
         max_tokens: cap on tokens per model call (``None``: the model's own setting).
         use_grammar: constrain local models (``ChatLlamaCpp``) with GBNF grammars.
+        samples: self-consistency: run this many branches (the first greedy, the others
+            sampled) and answer what most of them agree on; 1 runs the graph once, greedily.
+        temperature: the sampled branches' temperature.
+        seed: the sampled branches use seeds ``seed + 1``, ``seed + 2``, ...
         checkpointer: passed to ``compile`` (persist threads, resume runs).
         name: the graph's name.
 
@@ -107,6 +126,10 @@ def create_lumos_agent(
     """
     if mode not in ("onepass", "iterative"):
         raise ConfigError(f"mode must be 'onepass' or 'iterative', not {mode!r}")
+    if not 1 <= samples <= 64:
+        raise ConfigError(f"samples must be between 1 and 64, not {samples}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be positive, not {temperature}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
     # "default" (or no model) in a maths-only agent is the default model with the trained adapter
     maths_only = is_maths_only(actions)
@@ -127,12 +150,65 @@ def create_lumos_agent(
         answerer=grounding_model if complex_qa else None,
         grounding_context=complex_qa,
     )
-    graph = build_lumos_graph(spec).compile(
-        checkpointer=checkpointer, name=name or f"lumos-{mode}"
-    )
     # The caps end every run; LangGraph's recursion limit (25 in some 1.x releases) must never
     # end it first. A model call is at most three supersteps (plan or ground, execute, answer).
-    return graph.with_config(recursion_limit=3 * (max_model_calls + max_subgoals) + 10)
+    limit = 3 * (max_model_calls + max_subgoals) + 10
+    if samples == 1:
+        graph = build_lumos_graph(spec).compile(
+            checkpointer=checkpointer, name=name or f"lumos-{mode}")
+        return graph.with_config(recursion_limit=limit)
+    branch = build_lumos_graph(spec).compile(name=f"lumos-{mode}-branch")
+    graph = _self_consistency(branch.with_config(recursion_limit=limit), samples,
+                              temperature, seed).compile(
+        checkpointer=checkpointer, name=name or f"lumos-{mode}-x{samples}")
+    return graph.with_config(recursion_limit=limit)
+
+
+class _VotingState(LumosState, total=False):
+    branches: Annotated[list[dict[str, Any]], operator.add]
+
+
+def _self_consistency(
+    branch: Any, samples: int, temperature: float, seed: int
+) -> StateGraph:
+    """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph."""
+
+    def fan_out(state: _VotingState) -> list[Send]:
+        check_input(state)  # a bad input is the user's mistake, raised before any model runs
+        base = {"task": state["task"], "images": state.get("images", [])}
+        return [Send("branch", {**base, "n": 0})] + [
+            Send("branch", {**base, "n": i,
+                            "sampling": {"temperature": temperature, "seed": seed + i}})
+            for i in range(1, samples)
+        ]
+
+    def run_branch(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        n = inputs.pop("n")
+        final = branch.invoke(inputs, config)
+        return {"branches": [{**final, "n": n}]}
+
+    def decide(state: _VotingState) -> dict[str, Any]:
+        branches = sorted(state["branches"], key=lambda b: b["n"])
+        chosen, summary = vote(branches)
+        winner = {k: v for k, v in branches[chosen].items()
+                  if k not in ("n", "usage", "sampling", "task", "images")}
+        usage: dict[str, Any] = {}
+        for b in branches:  # the run's cost is every branch's
+            for key, value in b.get("usage", {}).items():
+                usage[key] = usage.get(key, 0) + value
+        agree = summary[chosen]["votes"]
+        reason = winner.get("reason", "")
+        if winner.get("status") == "answered":
+            reason = f"{reason}; {agree} of {samples} samples agree"
+        return {**winner, "usage": usage, "samples": summary, "reason": reason}
+
+    builder = StateGraph(_VotingState)
+    builder.add_node("branch", run_branch)
+    builder.add_node("vote", decide)
+    builder.add_conditional_edges(START, fan_out, ["branch"])
+    builder.add_edge("branch", "vote")
+    builder.add_edge("vote", END)
+    return builder
 
 
 

@@ -7,7 +7,7 @@ except for :class:`~lumos_graph.errors.ConfigError`, a setup mistake the user mu
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ class ModelReply:
         model_seconds=0.0))
     error: str | None = None
     cut: bool = False  # the output ran into the token limit
+    logprob: float = 0.0  # of the output, where the model reports it (our llama.cpp backend)
 
 
 def call_model(
@@ -46,13 +47,15 @@ def call_model(
     stop: list[str] | None = None,
     max_tokens: int | None = None,
     grammar: str | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> ModelReply:
     """Invoke ``model`` on ``turns``.
 
     ``grammar`` reaches only models that take one (``accepts_grammar``: our llama.cpp
-    backend); ``stop`` and ``max_tokens`` go to every model.
+    backend); ``stop``, ``max_tokens`` and ``sampling`` (``temperature``, ``seed``) go to
+    every model.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(sampling or {})
     if stop:
         kwargs["stop"] = stop
     if max_tokens is not None:
@@ -78,4 +81,5 @@ def call_model(
     reply.usage["model_seconds"] = float(
         extra.get("model_seconds", time.perf_counter() - started))
     reply.cut = extra.get("finish_reason") == "length"
+    reply.logprob = float(extra.get("logprob", 0.0))
     return reply

@@ -20,14 +20,15 @@ from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import run_action
 from lumos_graph.agent.few_shot_examples import EXAMPLES
 from lumos_graph.agent.grammar import ground_grammar, plan_grammar
-from lumos_graph.agent.model_calls import call_model
-from lumos_graph.agent.state import ActionRecord, LumosState, Usage
+from lumos_graph.agent.model_calls import ModelReply, call_model
+from lumos_graph.agent.state import ActionRecord, LumosState
 from lumos_graph.errors import ConfigError
 
 __all__ = [
     "AgentSpec",
     "Caps",
     "answer",
+    "check_input",
     "execute",
     "ground",
     "plan",
@@ -81,15 +82,16 @@ def _prompt_format(model: BaseChatModel) -> protocol.PromptFormat:
 
 
 def _call(
-    spec: AgentSpec, model: BaseChatModel, turns: Sequence[dict[str, str]], grammar: str
-) -> tuple[str | None, Usage, str | None, bool]:
-    """Invoke a role's model on a conversation; returns (text, usage, error, cut by the limit).
+    spec: AgentSpec, model: BaseChatModel, turns: Sequence[dict[str, str]], grammar: str,
+    state: LumosState,
+) -> ModelReply:
+    """Invoke a role's model on a conversation, sampled as the state says (greedy without).
 
     An empty ``grammar`` decodes freely (answers in words).
     """
-    reply = call_model(model, turns, stop=["\n"], max_tokens=spec.caps.max_tokens,
-                       grammar=grammar if spec.use_grammar else None)
-    return reply.text, reply.usage, reply.error, reply.cut
+    return call_model(model, turns, stop=["\n"], max_tokens=spec.caps.max_tokens,
+                      grammar=grammar if spec.use_grammar else None,
+                      sampling=state.get("sampling"))
 
 
 def _calls_left(state: LumosState, spec: AgentSpec) -> bool:
@@ -121,7 +123,7 @@ def _few_shot(spec: AgentSpec, model: BaseChatModel, module: str) -> list[dict[s
 # ---- nodes -----------------------------------------------------------------------------------
 def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     """Ask the planner for all subgoals (OnePass) or the next subgoal or stop (Iterative)."""
-    _check_input(state)
+    check_input(state)
     k = len(state.get("subgoals", [])) + 1
     if not _calls_left(state, spec):
         return _cap(f"model-call cap ({spec.caps.max_model_calls}) reached while planning")
@@ -130,10 +132,12 @@ def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     if not turns or turns[-1]["role"] != "user":
         new.append({"role": "user", "content": protocol.plan_first(state["task"])})
     prompt = _few_shot(spec, spec.planner, "plan") + turns + new
-    text, usage, error, _ = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k))
+    reply = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k), state)
+    text = reply.text
     if text is None:
-        return {"usage": usage, **_end("failed", f"the planner failed: {error}")}
-    update: dict[str, Any] = {"usage": usage, "plan_turns": [*new, _assistant(text)]}
+        return {"usage": reply.usage, **_end("failed", f"the planner failed: {reply.error}")}
+    update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
+                              "plan_turns": [*new, _assistant(text)]}
     try:
         if spec.mode == "onepass":
             subgoals = [s.text for s in protocol.parse_plan(text)]
@@ -178,13 +182,15 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     new = [{"role": "user", "content": user}]
     prompt = _few_shot(spec, spec.grounder, "ground") + turns + new
     grammar = ground_grammar(spec.actions.names, _next_variable(state))
-    text, usage, error, cut = _call(spec, spec.grounder, prompt, grammar)
+    reply = _call(spec, spec.grounder, prompt, grammar, state)
+    text = reply.text
     if text is None:
-        return {"usage": usage, **_end("failed", f"the grounder failed: {error}")}
-    update: dict[str, Any] = {"usage": usage, "ground_turns": [*new, _assistant(text)]}
+        return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
+    update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
+                              "ground_turns": [*new, _assistant(text)]}
     try:
         # a line cut by the token limit keeps its complete actions
-        calls = protocol.parse_actions(text, cut_tail=cut)
+        calls = protocol.parse_actions(text, cut_tail=reply.cut)
     except protocol.ParseError as exc:
         return {**update, "pending": [], "errors": [str(exc)],
                 "actions": [_unparsed(state, spec, exc)]}
@@ -254,14 +260,15 @@ def _answer_from_findings(
         return _cap(f"model-call cap ({spec.caps.max_model_calls}) reached before answering")
     assert spec.answerer is not None
     prompt = protocol.final_answer_prompt(state["task"], findings)
-    text, usage, error, _ = _call(spec, spec.answerer, prompt, grammar="")
-    if text is None:
-        return {"usage": usage, **_end("failed", f"the answer model failed: {error}")}
-    final = protocol.parse_short_answer(text)
+    reply = _call(spec, spec.answerer, prompt, "", state)
+    if reply.text is None:
+        return {"usage": reply.usage,
+                **_end("failed", f"the answer model failed: {reply.error}")}
+    final = protocol.parse_short_answer(reply.text)
     if final is None:
-        return {"usage": usage, **_end("failed", "the findings do not answer the task")}
-    return {"usage": usage, "status": "answered", "answer": final,
-            "reason": "answered from the intermediate results"}
+        return {"usage": reply.usage, **_end("failed", "the findings do not answer the task")}
+    return {"usage": reply.usage, "logprob": reply.logprob, "status": "answered",
+            "answer": final, "reason": "answered from the intermediate results"}
 
 
 def _findings(records: Sequence[ActionRecord]) -> list[tuple[str, str]]:
@@ -309,7 +316,7 @@ def route_after_execute(spec: AgentSpec, state: LumosState) -> Literal["plan", "
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _check_input(state: LumosState) -> None:
+def check_input(state: LumosState) -> None:
     """Usage mistakes in the graph input are raised before any model runs."""
     if state.get("status", "running") != "running":
         raise ConfigError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal, TypedDict
 
-__all__ = ["ActionRecord", "LumosState", "Status", "Usage", "add_usage"]
+__all__ = ["ActionRecord", "LumosState", "Sample", "Sampling", "Status", "Usage", "add_usage"]
 
 Status = Literal["running", "answered", "cap_reached", "failed"]
 
@@ -55,12 +55,36 @@ class ActionRecord(TypedDict):
     seconds: float  # wall time inside the tool
 
 
+class Sampling(TypedDict):
+    """How a sampled run decodes (self-consistency branches); absent: greedy."""
+
+    temperature: float
+    seed: int
+
+
+class Sample(TypedDict):
+    """One branch of a self-consistency run, as the vote saw it."""
+
+    answer: str | None
+    sampling: Sampling
+    # sum of the log-probabilities of every model output (0 where the model reports none):
+    # a self-consistency vote breaks ties by it
+    logprob: Annotated[float, operator.add]
+    samples: list[Sample]
+    status: Status
+    votes: int  # branches that gave the same answer (this one included)
+    logprob: float
+    chosen: bool
+
+
 class LumosState(TypedDict, total=False):
     """State of the OnePass and Iterative LUMOS graphs.
 
-    Input: ``task`` (required) and ``images`` (optional: file paths, ``http(s)``/``data:`` URLs
-    or raw bytes, for actions that look at images). Output: ``answer``, ``status``, ``reason``
-    and the trace.
+    Input: ``task`` (required), ``images`` (optional: file paths, ``http(s)``/``data:`` URLs
+    or raw bytes, for actions that look at images) and ``sampling`` (optional; greedy without
+    it). Output: ``answer``, ``status``, ``reason`` and the trace; a self-consistency run
+    (``samples`` > 1) adds ``samples``, one summary per branch, and its trace is the chosen
+    branch's.
     """
 
     task: str
@@ -81,3 +105,8 @@ class LumosState(TypedDict, total=False):
     status: Status
     reason: str
     answer: str | None
+    sampling: Sampling
+    # sum of the log-probabilities of every model output (0 where the model reports none):
+    # a self-consistency vote breaks ties by it
+    logprob: Annotated[float, operator.add]
+    samples: list[Sample]

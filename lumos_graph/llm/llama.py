@@ -80,7 +80,7 @@ LUMOS_GENERATION_PROMPT = "<|assistant|>\n"
 
 _DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: a random seed per sampler
 _CALL_OPTIONS = frozenset(
-    {"grammar", "temperature", "max_tokens", "tools", "tool_choice", "parallel_tool_calls"}
+    {"grammar", "temperature", "max_tokens", "seed", "tools", "tool_choice", "parallel_tool_calls"}
 )
 ToolSpec = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
@@ -196,7 +196,7 @@ class ChatLlamaCpp(BaseChatModel):
     """A chat model running a local GGUF file with llama.cpp, usable in any LangChain app.
 
     Instances with the same load settings share one loaded model (see :class:`ModelPool`).
-    Per call: ``stop``, ``temperature``, ``max_tokens`` and ``grammar`` (a GBNF string),
+    Per call: ``stop``, ``temperature``, ``max_tokens``, ``seed`` and ``grammar`` (GBNF text),
     e.g. ``model.invoke(messages, grammar=gbnf)`` or ``model.bind(grammar=gbnf)``.
 
     Tool calling: ``model.bind_tools(tools)`` (see :meth:`bind_tools`); the reply's
@@ -393,7 +393,10 @@ class ChatLlamaCpp(BaseChatModel):
                 raise ConfigError("pass either tools or a grammar, not both")
             parallel = bool(kwargs.get("parallel_tool_calls", True))
             grammar = tool_call_grammar(tools, choice, parallel=parallel)
-        seed = self.seed or _DEFAULT_SEED  # 0 too: llama-cpp-python's Llama(seed=0) meant random
+        seed = kwargs.get("seed", self.seed)
+        if seed is not None and not isinstance(seed, int):
+            raise ConfigError(f"seed must be an integer, not {type(seed).__name__}")
+        seed = seed or _DEFAULT_SEED  # 0 too: llama-cpp-python's Llama(seed=0) meant random
         return GenerationOptions(stops, temperature, max_tokens, grammar, seed)
 
     def _stream(
@@ -477,5 +480,6 @@ class ChatLlamaCpp(BaseChatModel):
             "prompt_tokens_cached": stats.prompt_tokens_cached,
             "kv_state_restored": stats.kv_state_restored,
             "model_seconds": round(stats.model_seconds, 6),
+            "logprob": round(stats.logprob, 6),  # of the output tokens, at temperature 1
         }
         return {"usage_metadata": usage, "response_metadata": metadata, "chunk_position": "last"}

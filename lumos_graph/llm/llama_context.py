@@ -1,8 +1,9 @@
 """One llama.cpp context as lumos-graph runs it: the ``Llama`` subclass and its saved KV states.
 
 :func:`llama_class` is the ``Llama`` every pooled model loads: it can turn off repacked weight
-buffers (the AMX crash workaround), counts the tokens it decodes and the time it spends, and
-samples greedily under a grammar without filtering the whole vocabulary every step.
+buffers (the AMX crash workaround), holds up to :data:`MAX_SEQUENCES` sequences in one unified
+KV cache (for :mod:`lumos_graph.llm.llama_batch`), and counts the tokens it decodes and the
+time it spends.
 :class:`KVStates` keeps a few saved states of such a context so that conversations which only
 append to themselves are not re-evaluated from the start.
 
@@ -31,10 +32,10 @@ if TYPE_CHECKING:
 
         lumos_evaluated: int
         lumos_seconds: float
-        lumos_grammar: Any
 
-__all__ = ["KVStates", "llama_class"]
+__all__ = ["MAX_SEQUENCES", "KVStates", "common_prefix", "llama_class"]
 
+MAX_SEQUENCES = 8  # sequences of one context; more concurrent calls wait for a free one
 KV_STATES_PER_MODEL = 4
 KV_STATE_BYTES = 1 << 30  # per model; a 7B LLaMA-2 state is ~0.5 MB per token
 
@@ -59,7 +60,6 @@ def llama_class() -> type[PooledLlama]:
         lumos_extra_bufts: bool | None = None
         lumos_evaluated = 0  # tokens run through llama_decode, ever
         lumos_seconds = 0.0  # wall time in decode and sampling, ever
-        lumos_grammar: Any = None  # a llama_sampler_p while a greedy constrained call runs
 
         def __init__(self, model_path: str, *, use_extra_bufts: bool, **kwargs: Any) -> None:
             self.lumos_extra_bufts = use_extra_bufts
@@ -74,6 +74,18 @@ def llama_class() -> type[PooledLlama]:
                     "this llama-cpp-python cannot turn off llama.cpp's extra buffer types, which "
                     "crash on AMX CPUs: upgrade it (pip install -U llama-cpp-python) or rebuild "
                     "it with CMAKE_ARGS=-DGGML_NATIVE=OFF")
+
+        @property
+        def context_params(self) -> Any:
+            return self.__dict__["_lumos_context_params"]
+
+        @context_params.setter
+        def context_params(self, params: Any) -> None:
+            # several sequences in one unified KV cache: concurrent calls decode as one batch
+            # and share their common prompt prefix (lumos_graph.llm.llama_batch)
+            params.n_seq_max = MAX_SEQUENCES
+            params.kv_unified = True
+            self.__dict__["_lumos_context_params"] = params
 
         @property
         def model_params(self) -> Any:
@@ -93,51 +105,14 @@ def llama_class() -> type[PooledLlama]:
             finally:
                 self.lumos_seconds += time.perf_counter() - start
 
-        def sample(self, *args: Any, **kwargs: Any) -> int:
-            start = time.perf_counter()
-            try:
-                token = int(super().sample(*args, **kwargs))
-                if self.lumos_grammar is not None:
-                    token = self._lumos_constrain(token, kwargs.get("idx"))
-                return token
-            finally:
-                self.lumos_seconds += time.perf_counter() - start
-
-        def _lumos_constrain(self, token: int, idx: int | None) -> int:
-            """Greedy grammar sampling, checking the unconstrained choice first.
-
-            Applying a grammar to all 150k candidates costs more than a decode step; the
-            unconstrained argmax is usually allowed, so check that one token and filter the
-            whole vocabulary only when it is not (as llama.cpp's common sampler does).
-            """
-            import llama_cpp
-
-            grammar = self.lumos_grammar
-            single = llama_cpp.llama_token_data(token, 1.0, 0.0)
-            one = llama_cpp.llama_token_data_array(ctypes.pointer(single), 1, -1, False)
-            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(one))
-            if single.logit == -np.inf:
-                ridx = -1 if idx is None else idx - self.n_tokens
-                logits = llama_cpp.llama_get_logits_ith(self.ctx, ridx)
-                candidates = self._candidates
-                candidates.copy_logits(np.ctypeslib.as_array(logits, shape=(self._n_vocab,)))
-                llama_cpp.llama_sampler_apply(grammar, ctypes.byref(candidates.candidates))
-                best = int(np.argmax(candidates.candidates_data.logit))
-                if candidates.candidates_data.logit[best] == -np.inf:
-                    return int(self.token_eos())  # dead end: end the output, accept nothing
-                token = int(candidates.candidates_data.id[best])
-            if not llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
-                # accepting end-of-generation into an incomplete grammar aborts in llama.cpp
-                llama_cpp.llama_sampler_accept(grammar, token)
-            return token
-
     return PooledLlama  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- KV states
 
 
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading tokens two token arrays share."""
     n = min(len(a), len(b))
     differ = np.flatnonzero(a[:n] != b[:n])
     return int(differ[0]) if len(differ) else n
@@ -176,10 +151,10 @@ class KVStates:
     def prepare(self, llm: Llama, prompt: np.ndarray) -> bool:
         """Make the live context the best available prefix of ``prompt``; True if restored."""
         live = llm.input_ids[: llm.n_tokens]
-        live_match = _common_prefix(live, prompt)
+        live_match = common_prefix(live, prompt)
         best, best_match = None, live_match
         for saved in self._saved:
-            match = _common_prefix(saved.tokens, prompt)
+            match = common_prefix(saved.tokens, prompt)
             if match > best_match:
                 best, best_match = saved, match
         if best is not None:
@@ -196,11 +171,11 @@ class KVStates:
         if n == 0:
             return
         for kept in self._saved:
-            if len(kept.tokens) >= n and _common_prefix(kept.tokens, live) == n:
+            if len(kept.tokens) >= n and common_prefix(kept.tokens, live) == n:
                 self._touch(kept)  # already covered by a longer saved state
                 return
         self._saved = [
-            s for s in self._saved if _common_prefix(s.tokens, live) < len(s.tokens)
+            s for s in self._saved if common_prefix(s.tokens, live) < len(s.tokens)
         ]  # states that are prefixes of the live one are dominated by it
         state = self._save(llm, live)
         if state is None:

@@ -2,8 +2,9 @@
 
 One GGUF loaded once serves every chat model that asks for it with the same load settings:
 the :class:`ModelPool` maps a :class:`PoolKey` to a :class:`PooledModel` (the ``Llama``
-object, a lock, and saved KV states). A llama context is not thread-safe, so every use holds
-the model's lock, for the whole generation of a call (streams included). Sampling settings
+object, a lock, saved KV states and a :class:`~lumos_graph.llm.llama_batch.BatchEngine`). A
+llama context is not thread-safe, so every use holds the model's lock; concurrent calls decode
+together as sequences of one batch (see :mod:`lumos_graph.llm.llama_batch`). Sampling settings
 (temperature, seed, grammar) are per call and never split the pool.
 
 Prefix reuse: the roles of one agent (planner, grounder) alternate on one shared ``Llama`` and
@@ -22,25 +23,26 @@ This module imports llama-cpp-python only when a model is loaded.
 from __future__ import annotations
 
 import atexit
-import codecs
-import contextlib
-import functools
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
-from lumos_graph.errors import ConfigError, ContextOverflowError
+from lumos_graph.errors import ConfigError
 from lumos_graph.llm.files import check_gguf
+from lumos_graph.llm.llama_batch import (
+    BatchEngine,
+    GenerationOptions,
+    GenerationStats,
+    Request,
+    StopScanner,
+)
 from lumos_graph.llm.llama_context import KVStates, llama_class
 
 if TYPE_CHECKING:
-    from llama_cpp.llama_grammar import LlamaGrammar
-
     from lumos_graph.llm.llama_context import PooledLlama
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "ModelPool",
     "PoolKey",
     "PooledModel",
+    "StopScanner",
     "model_pool",
 ]
 
@@ -87,41 +90,6 @@ def _load_llama(key: PoolKey, verbose: bool) -> PooledLlama:
         raise ConfigError(f"llama.cpp cannot load {key.path}: {error}") from error
 
 
-# --------------------------------------------------------------------------- one call
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """The settings of one call, resolved by the chat model."""
-
-    stop: tuple[str, ...]
-    temperature: float
-    max_tokens: int
-    grammar: str | None
-    seed: int
-    """Seed of the sampler (used when ``temperature > 0``)."""
-
-
-@dataclass(frozen=True)
-class GenerationStats:
-    """What one call did, as reported in ``response_metadata`` and ``usage_metadata``."""
-
-    finish_reason: Literal["stop", "length"]
-    prompt_tokens: int
-    output_tokens: int
-    prompt_tokens_evaluated: int
-    prompt_tokens_cached: int
-    kv_state_restored: bool
-    model_seconds: float
-
-
-@functools.lru_cache(maxsize=GRAMMAR_CACHE_SIZE)
-def _llama_grammar(text: str) -> LlamaGrammar:
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    return LlamaGrammar.from_string(text, verbose=False)
-
-
 # --------------------------------------------------------------------------- pooled model
 
 
@@ -135,6 +103,7 @@ class PooledModel:
         self.kv_states = KVStates()
         self._formatter: Any = None
         self._grammars: OrderedDict[str, Any] = OrderedDict()  # GBNF text -> llama_sampler_p
+        self.engine = BatchEngine(self)
 
     # -- prompt side (no lock needed: tokenizer and metadata are read-only)
 
@@ -195,132 +164,25 @@ class PooledModel:
         """Free the model and its compiled grammars; the pool closes them at exit."""
         import llama_cpp
 
+        self.engine.close()
         while self._grammars:
             llama_cpp.llama_sampler_free(self._grammars.popitem()[1])
         self.kv_states = KVStates(self.kv_states.capacity, self.kv_states.max_bytes)
         self.llm.close()
-
-    @contextlib.contextmanager
-    def _constrained(self, text: str | None, temperature: float) -> Iterator[LlamaGrammar | None]:
-        """Set up grammar sampling for one call; yields what to pass to ``Llama.generate``.
-
-        Greedy calls use a fresh copy of the compiled grammar on the fast path of
-        ``PooledLlama._lumos_constrain``; sampling at a temperature lets llama-cpp-python put
-        the grammar in its sampler chain.
-        """
-        if text is None:
-            yield None
-            return
-        compiled = self.compiled_grammar(text)  # validates before anything runs
-        if temperature > 0:
-            yield _llama_grammar(text)
-            return
-        import llama_cpp
-
-        self.llm.lumos_grammar = llama_cpp.llama_sampler_clone(compiled)
-        try:
-            yield None
-        finally:
-            llama_cpp.llama_sampler_free(self.llm.lumos_grammar)
-            self.llm.lumos_grammar = None
-
-    def _is_eog(self, token: int) -> bool:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def generate(
         self, tokens: list[int], options: GenerationOptions
     ) -> Iterator[str | GenerationStats]:
         """Yield text pieces as they are decoded, then one :class:`GenerationStats`.
 
-        Holds the model lock from the first ``next()`` until the generator finishes or is
-        closed.
+        Concurrent calls on this model decode together (:class:`BatchEngine`); a caller holds
+        the model lock only while it drives a step.
 
         Raises:
             ContextOverflowError: the prompt leaves no room in the context.
+            ConfigError: llama.cpp rejects the grammar.
         """
-        n_ctx = self.key.n_ctx
-        if len(tokens) >= n_ctx:
-            raise ContextOverflowError(
-                f"the prompt has {len(tokens)} tokens but the context holds {n_ctx}; "
-                "shorten the conversation or raise n_ctx"
-            )
-        budget = min(options.max_tokens, n_ctx - len(tokens))
-        llm = self.llm
-        with self.lock, self._constrained(options.grammar, options.temperature) as grammar:
-            evaluated0, seconds0 = llm.lumos_evaluated, llm.lumos_seconds
-            kv_seconds0 = self.kv_states.seconds
-            restored = self.kv_states.prepare(llm, np.asarray(tokens, dtype=np.intc))
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            stops = _StopScanner(options.stop)
-            finish: Literal["stop", "length"] = "length"
-            evaluated, produced, cut = 0, 0, False
-            llm.set_seed(options.seed)  # Llama.generate builds its sampler from it
-            stream = llm.generate(tokens, temp=options.temperature, reset=True, grammar=grammar)
-            try:
-                for token in stream if budget > 0 else ():
-                    if produced == 0:  # the prompt is evaluated before the first sample
-                        evaluated = llm.lumos_evaluated - evaluated0
-                    produced += 1
-                    if self._is_eog(token):
-                        finish = "stop"
-                        break
-                    piece, cut = stops.feed(decoder.decode(llm.detokenize([token])))
-                    if piece:
-                        yield piece
-                    if cut:
-                        finish = "stop"
-                        break
-                    if produced >= budget:
-                        break
-            finally:
-                stream.close()
-            if not cut:  # emit what was held back as a possible stop-sequence start
-                piece, _ = stops.feed(decoder.decode(b"", final=True))
-                rest = piece + stops.flush()
-                if rest:
-                    yield rest
-            seconds = llm.lumos_seconds - seconds0 + self.kv_states.seconds - kv_seconds0
-        yield GenerationStats(
-            finish_reason=finish,
-            prompt_tokens=len(tokens),
-            output_tokens=produced,
-            prompt_tokens_evaluated=evaluated,
-            prompt_tokens_cached=len(tokens) - evaluated if produced else 0,
-            kv_state_restored=restored,
-            model_seconds=seconds,
-        )
-
-
-class _StopScanner:
-    """Cuts decoded text at the first stop sequence, holding back a possible partial match."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.text = ""
-        self.sent = 0
-        self._reach = max((len(s) for s in self.stops), default=1) - 1
-
-    def feed(self, piece: str) -> tuple[str, bool]:
-        """Add text; return what is safe to emit and whether a stop sequence was hit."""
-        start = max(0, len(self.text) - self._reach)
-        self.text += piece
-        hits = [i for s in self.stops if (i := self.text.find(s, start)) >= 0]
-        if hits:
-            self.text = self.text[: max(self.sent, min(hits))]
-            return self.flush(), True
-        held = max(
-            (k for s in self.stops for k in range(1, len(s)) if self.text.endswith(s[:k])),
-            default=0,
-        )
-        safe = max(self.sent, len(self.text) - held)
-        out, self.sent = self.text[self.sent : safe], safe
-        return out, False
-
-    def flush(self) -> str:
-        out, self.sent = self.text[self.sent :], len(self.text)
-        return out
+        yield from self.engine.submit(Request(list(tokens), options))
 
 
 # --------------------------------------------------------------------------- the pool

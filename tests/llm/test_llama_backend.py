@@ -180,7 +180,7 @@ def test_the_pool_loads_each_key_once_even_under_concurrency(
 
 
 def scan(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:
-    scanner = llama_pool._StopScanner(stops)
+    scanner = llama_pool.StopScanner(stops)
     out = []
     for piece in pieces:
         text, stopped = scanner.feed(piece)
@@ -236,7 +236,7 @@ class FakeLlama:
         self.n_tokens = 0
 
     def run(self, tokens: list[int]) -> None:
-        prefix = llama_context._common_prefix(self.input_ids[: self.n_tokens], np.asarray(tokens))
+        prefix = llama_context.common_prefix(self.input_ids[: self.n_tokens], np.asarray(tokens))
         self.input_ids[prefix : len(tokens)] = tokens[prefix:]
         self.n_tokens = len(tokens)
 
