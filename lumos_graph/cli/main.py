@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--grounder-model", default=None, help="a different model for grounding")
     ask.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
     ask.add_argument("--max-subgoals", type=int, default=8, help="cap on subgoals")
+    ask.add_argument("--samples", type=int, default=1, metavar="K",
+                     help="self-consistency: K runs (greedy + sampled) decoded together, the "
+                          "answer most agree on wins (default 1)")
     ask.add_argument("--no-grammar", action="store_true",
                      help="decode without the GBNF grammar (for comparison)")
     ask.add_argument("--json", action="store_true", help="print one JSON document at the end")
@@ -80,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None,
                     help="output folder (default: lumos-eval/DATASET-MODEL); a rerun resumes")
     ev.add_argument("--max-model-calls", type=int, default=16, help="cap per example and agent")
+    ev.add_argument("--samples", type=int, default=1, metavar="K",
+                    help="self-consistency branches of the LUMOS agents (default 1)")
     ev.add_argument("--kb", default=None, help="knowledge base of the qa tools")
     ev.add_argument("--vqa-model", default=None, help="vision-language GGUF for vqa examples")
     ev.add_argument("--vqa-mmproj", default=None, help="its projector GGUF")
@@ -194,7 +199,8 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"lumos-graph: the LUMOS agents answer maths examples with {lumos_maths} "
               "(--model qwen2.5-coder-0.5b for the untrained model)", file=err)
     model, *maths_model = _load_models(err, specs)
-    options = EvalOptions(max_model_calls=args.max_model_calls, knowledge_base=args.kb,
+    options = EvalOptions(max_model_calls=args.max_model_calls, samples=args.samples,
+                          knowledge_base=args.kb,
                           vqa_model=args.vqa_model, vqa_mmproj=args.vqa_mmproj,
                           vqa_chat_format=args.vqa_chat_format,
                           lumos_maths_model=maths_model[0] if maths_model else None)
@@ -350,6 +356,7 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         max_model_calls=args.max_model_calls,
         max_subgoals=args.max_subgoals,
         use_grammar=not args.no_grammar,
+        samples=args.samples,
     )
     state: dict[str, Any] = {}
     view = None if args.json else _TraceView(out)
@@ -386,6 +393,15 @@ class _TraceView:
         self._p(f"Task: {question}")
 
     def update(self, node: str, delta: dict[str, Any]) -> None:
+        if node == "vote":  # self-consistency: the chosen branch's trace, then the votes
+            self.update("plan", {"subgoals": delta.get("subgoals", [])})
+            self.update("execute", {"actions": delta.get("actions", [])})
+            votes = [s for s in delta.get("samples", [])]
+            chosen = next((s for s in votes if s["chosen"]), None)
+            if chosen is not None and chosen["votes"]:
+                self._p(f"  Samples: {chosen['votes']} of {len(votes)} agree on "
+                        f"{chosen['answer']} ({', '.join(str(s['answer']) for s in votes)})")
+            return
         if node == "plan" and delta.get("subgoals"):
             for text in delta["subgoals"]:
                 self.subgoals += 1

@@ -123,6 +123,7 @@ class EvalOptions:
 
     max_model_calls: int = 16
     max_subgoals: int = 8
+    samples: int = 1  # self-consistency branches of the LUMOS agents
     knowledge_base: Any = None
     vqa_model: str | None = None
     vqa_mmproj: str | None = None
@@ -178,7 +179,7 @@ class _Agents:
                 model = o.lumos_maths_model
             return create_lumos_agent(model, actions=tools, mode=mode,
                                       max_model_calls=o.max_model_calls,
-                                      max_subgoals=o.max_subgoals)
+                                      max_subgoals=o.max_subgoals, samples=o.samples)
         if agent == "react":
             from lumos_graph.graphs.react import create_react_agent
 

@@ -190,6 +190,11 @@ class BatchEngine:
                     if request in self._waiting:
                         self._waiting.remove(request)
                         request.finished = True
+                if not request.finished and lock.acquire(blocking=False):
+                    try:  # free its sequence now rather than at the next caller's step
+                        self._drop_cancelled()
+                    finally:
+                        lock.release()
 
     @staticmethod
     def _next_item(request: Request, *, block: bool) -> Any:
