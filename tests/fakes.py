@@ -19,6 +19,7 @@ class ScriptedChatModel(GenericFakeChatModel):
     call_kwargs: list[dict[str, Any]] = []
     prompt_format: str = "chat_template"
     few_shot: bool = True
+    module_system: bool = False
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> Any:

@@ -108,6 +108,8 @@ def _end(status: str, reason: str) -> dict[str, Any]:
 
 
 def _few_shot(spec: AgentSpec, model: BaseChatModel, module: str) -> list[dict[str, str]]:
+    if getattr(model, "module_system", False):  # our trained modules: told which they are
+        return [protocol.module_system(module, spec.mode)]  # type: ignore[arg-type]
     if _prompt_format(model) == "lumos" or not getattr(model, "few_shot", True):
         return []  # trained modules (LUMOS checkpoints, our adapters) saw the bare protocol
     return protocol.few_shot(

@@ -34,6 +34,7 @@ __all__ = [
     "PromptFormat",
     "Turn",
     "direct_prompt",
+    "module_system",
     "feedback",
     "final_answer_prompt",
     "parse_actions",
@@ -129,6 +130,25 @@ FINAL_ANSWER = _template(
 FINDING = _template("- ${question}: ${result}")
 
 # The `direct` baseline of `lumos-graph eval`: the model alone, thinking step by step.
+# Trained modules of our own (``ChatLlamaCpp(module_system=True)``) get one short system turn
+# naming their module and formulation, in training and at inference: the OnePass and the
+# Iterative planner receive the identical first user turn and must answer it differently, so
+# one set of weights needs to be told which it is (LUMOS trains one model per formulation).
+MODULE_SYSTEM = {
+    ("plan", "onepass"): _template(
+        "You are the planning module of a LUMOS agent, OnePass formulation: write the whole "
+        "plan, every subgoal the task needs, on one line."),
+    ("plan", "iterative"): _template(
+        "You are the planning module of a LUMOS agent, Iterative formulation: write only the "
+        "next subgoal, and stop planning once the executed results answer the task."),
+    ("ground", "onepass"): _template(
+        "You are the grounding module of a LUMOS agent, OnePass formulation: ground every "
+        "subgoal into actions, all on one line."),
+    ("ground", "iterative"): _template(
+        "You are the grounding module of a LUMOS agent, Iterative formulation: ground the "
+        "given subgoal into actions on one line."),
+}
+
 # The direct baseline shows worked replies (few_shot_examples.DIRECT_EXAMPLES) instead of
 # describing the answer line: a placeholder such as "<a number>" is copied by small models.
 DIRECT_SYSTEM = _template(
@@ -299,6 +319,11 @@ def final_answer_prompt(task: str, findings: Sequence[tuple[str, str]]) -> list[
     items = "\n".join(_fill(FINDING, question=q, result=r) for q, r in findings)
     user = _fill(FINAL_ANSWER, task=task.strip(), findings=items)
     return [{"role": "system", "content": _fill(QA_SYSTEM)}, {"role": "user", "content": user}]
+
+
+def module_system(module: Literal["plan", "ground"], mode: Literal["onepass", "iterative"]) -> Turn:
+    """The system turn of a trained module of our own (see :data:`MODULE_SYSTEM`)."""
+    return {"role": "system", "content": _fill(MODULE_SYSTEM[(module, mode)])}
 
 
 def direct_prompt(task: str, examples: Sequence[tuple[str, str]] = ()) -> list[Turn]:

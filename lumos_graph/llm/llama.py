@@ -238,6 +238,10 @@ class ChatLlamaCpp(BaseChatModel):
     few_shot: bool = True
     """LUMOS prompts start with worked few-shot conversations; ``False`` for models trained on
     the bare protocol (a LUMOS-trained adapter), which then see exactly their training turns."""
+    module_system: bool = False
+    """LUMOS prompts start with one system turn naming the module and formulation (what
+    ``lumos-graph train`` trains with; see ``protocol.MODULE_SYSTEM``) instead of few-shot
+    conversations."""
     verbose: bool = False
     """Let llama.cpp log to stderr."""
     model_name: str | None = None

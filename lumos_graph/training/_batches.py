@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from lumos_graph.agent import protocol
 from lumos_graph.errors import ConfigError
 
 IGNORE_INDEX = -100
@@ -121,14 +122,26 @@ def module_of(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _module_system(stem: str) -> Mapping[str, str] | None:
+    """The system turn of a LUMOS module file (``lumos_maths_plan_onetime``): what the trained
+    module sees at inference (``ChatLlamaCpp(module_system=True)``)."""
+    match = re.search(r"_(plan|ground)_(onetime|iterative)$", stem.lower())
+    if not match:
+        return None
+    mode = "onepass" if match.group(2) == "onetime" else "iterative"
+    return protocol.module_system(match.group(1), mode)  # type: ignore[arg-type]
+
+
 def read_conversations(files: Iterable[Path]) -> Iterator[Conversation]:
-    """Every conversation of ``files``.
+    """Every conversation of ``files``. A LUMOS module file's conversations get the module's
+    system turn (:func:`~lumos_graph.agent.protocol.module_system`) unless they have one.
 
     Raises:
         ConfigError: a line is not JSON, or has no list of ``{"role", "content"}`` messages.
     """
     for file in files:
         file_module = module_of(file.stem)
+        system = _module_system(file.stem)
         with file.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
@@ -139,6 +152,8 @@ def read_conversations(files: Iterable[Path]) -> Iterator[Conversation]:
                 except json.JSONDecodeError as error:
                     raise ConfigError(f"{where}: not JSON ({error.msg})") from None
                 messages = _messages(record, where)
+                if system is not None and messages[0]["role"] != "system":
+                    messages = (system, *messages)
                 dataset = str(record.get("dataset", "")) if isinstance(record, dict) else ""
                 yield Conversation(
                     messages=messages,

@@ -73,6 +73,7 @@ __all__ = [
     "FILES",
     "TEST_TEMPLATES",
     "TRAIN_TEMPLATES",
+    "VAL_TEMPLATES",
     "Annotation",
     "ConversionError",
     "MixReport",
@@ -94,7 +95,8 @@ __all__ = [
 
 Item = dict[str, Any]
 SOURCE = "gsm_symbolic"
-TRAIN_TEMPLATES = range(80)
+TRAIN_TEMPLATES = range(70)
+VAL_TEMPLATES = range(70, 80)  # maths-val: chooses checkpoints and settings, never trained on
 TEST_TEMPLATES = range(80, 100)
 FILES = tuple(file_name("maths", m, f) for m in ("plan", "ground")
               for f in ("onetime", "iterative"))
@@ -137,7 +139,7 @@ def refuse_test_items(items: Iterable[Item]) -> None:
     """Raise :class:`ConfigError` for any item of the test split.
 
     A test item is one from ``gsm_symbolic`` templates 80-99 or one whose question is a
-    ``maths-test`` question.
+    ``maths-test`` question; items of the validation templates 70-79 are refused too.
     """
     test = _questions("maths-test")
     for item in items:
@@ -146,6 +148,10 @@ def refuse_test_items(items: Iterable[Item]) -> None:
             raise ConfigError(
                 f"item {item.get('id')!r} comes from gsm_symbolic template {template}: "
                 "templates 80-99 are the test split and are never trained on")
+        if template is not None and template in VAL_TEMPLATES:
+            raise ConfigError(
+                f"item {item.get('id')!r} comes from gsm_symbolic template {template}: "
+                "templates 70-79 are the validation split (maths-val) and are never trained on")
         if _normal(str(item.get("question", ""))) in test:
             raise ConfigError(f"item {item.get('id')!r} is a maths-test question: the test "
                               "split is never trained on")
@@ -363,6 +369,8 @@ def shipped_training_set() -> dict[str, list[Example]]:
     result = TrainingSet()
     for line in gzip.decompress(data).decode("utf-8").splitlines():
         row = json.loads(line)
+        if template_of({"id": row["id"]}) in VAL_TEMPLATES:
+            continue  # shipped before the validation split existed: held out here
         annotation = Annotation(id=row["id"], source=row["source"], task=row["task"],
                                 gold=row["gold"], subgoals=tuple(row["subgoals"]),
                                 actions=tuple(row["actions"]))

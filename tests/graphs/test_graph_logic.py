@@ -166,6 +166,24 @@ def test_models_trained_on_the_protocol_get_no_few_shot_examples() -> None:
     assert grounder.prompts[0][0].content.startswith("Please ground the given subgoal")
 
 
+def test_our_trained_modules_are_told_their_module_and_formulation() -> None:
+    for mode, plan in (("onepass", ["Subgoal 1: Add"]),
+                       ("iterative", ["Subgoal 1: Add", "Yes, I will stop planning."])):
+        planner = scripted(plan, few_shot=False)
+        planner.module_system = True
+        grounder = scripted(["R1 = Add(1, 2)"], few_shot=False)
+        grounder.module_system = True
+        agent = create_lumos_agent(planner=planner, grounder=grounder, actions=toy_actions(),
+                                   mode=mode)
+        assert agent.invoke({"task": "Add 1 and 2."})["answer"] == "3"
+        label = "OnePass" if mode == "onepass" else "Iterative"
+        for model, module in ((planner, "planning"), (grounder, "grounding")):
+            first = model.prompts[0]
+            assert [m.type for m in first] == ["system", "human"]
+            assert first[0].content.startswith(
+                f"You are the {module} module of a LUMOS agent, {label} formulation")
+
+
 def test_checkpointer_threads_and_stream_updates() -> None:
     agent = create_lumos_agent(planner=scripted(["Subgoal 1: Add"]),
                                grounder=scripted(["R1 = Add(20, 22)"]), actions=toy_actions(),

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from lumos_graph.agent import protocol
+
 from lumos_graph.cli import train as cli_train
 from lumos_graph.errors import ConfigError
 from lumos_graph.training._batches import (
@@ -232,6 +234,10 @@ def test_files_modules_and_bad_lines(tmp_path: Path) -> None:
                                        "lumos_maths_plan_iterative.jsonl"]
     conversations = list(read_conversations(files))
     assert [c.module for c in conversations] == ["ground", "ground", "plan", "plan"]
+    # each module file trains with the system turn its module sees at inference
+    assert conversations[0].messages[0] == protocol.module_system("ground", "iterative")
+    assert conversations[2].messages[0]["content"].startswith(
+        "You are the planning module of a LUMOS agent, Iterative formulation")
     assert conversations[0].source.endswith("lumos_maths_ground_iterative.jsonl:1")
     assert module_of("lumos_complex_qa_plan_onetime") == "plan"
     assert module_of("lumos-web-agent-ground-iterative.jsonl") == "ground"

@@ -161,6 +161,8 @@ def test_the_graph_sends_exactly_the_converted_conversations(actions: ActionSet)
 def test_test_split_items_are_refused() -> None:
     with pytest.raises(ConfigError, match="templates 80-99 are the test split"):
         td.convert_gsm_symbolic([PENCILS, item(id="gsm_symbolic-85-1")])
+    with pytest.raises(ConfigError, match="templates 70-79 are the validation split"):
+        td.convert_gsm_symbolic([PENCILS, item(id="gsm_symbolic-74-1")])
     test_question = load_dataset("maths-test")[0]["question"]
     with pytest.raises(ConfigError, match="maths-test question"):
         td.convert_gsm_symbolic([item(id="mine-1", question=test_question)])
@@ -379,3 +381,11 @@ def test_annotation_round_trips_through_the_shipped_form(tmp_path: Path,
     path = td.save_annotations([(annotation, check(annotation, actions))], tmp_path / "a.gz")
     assert path.stat().st_size > 0
     assert isinstance(annotation, Annotation)
+
+
+def test_the_shipped_training_set_holds_out_the_validation_templates() -> None:
+    files = td.shipped_training_set()
+    ids = {e["id"] for examples in files.values() for e in examples}
+    templates = {td.template_of({"id": i}) for i in ids}
+    assert templates and templates <= set(td.TRAIN_TEMPLATES)
+    assert not templates & set(td.VAL_TEMPLATES)
