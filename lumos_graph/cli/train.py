@@ -81,6 +81,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue from the last checkpoints in --out; keep finished adapters")
     p.add_argument("--no-gguf", action="store_true", help="do not export GGUF adapters")
+    val = p.add_argument_group("validation (choose the checkpoint on held-out templates)")
+    val.add_argument("--val", default=None, metavar="DATASET",
+                     help="after training, run the LUMOS agent with every kept checkpoint and "
+                          "the final adapter on this split (maths-val) and report accuracy")
+    val.add_argument("--val-limit", type=int, default=None, metavar="N",
+                     help="only the first N validation questions")
+    val.add_argument("--val-modes", default="onepass,iterative",
+                     help="formulations to validate (default: %(default)s)")
     p.add_argument("--export-base", default=None, metavar="FILE.gguf",
                    help="the GGUF to export against when --base is a Hugging Face folder")
     return p
@@ -135,7 +143,37 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise
     bar.close()
     _print_result(result, out)
+    if args.val:
+        _validate(args, result, out, err)
     return 0
+
+
+def _validate(args: argparse.Namespace, result: TrainResult, out: TextIO, err: TextIO) -> None:
+    """Accuracy of the executed agent per checkpoint on the validation split (see
+    :mod:`lumos_graph.training.validate`); the table on ``out``, ``validation.json`` in OUT."""
+    from lumos_graph.training._loop import checkpoints
+    from lumos_graph.training.train import CHECKPOINT_DIR
+    from lumos_graph.training.validate import best_row, format_rows, validate_adapters, write_rows
+
+    base = result.export_base
+    if base is None:
+        raise ConfigError("validation needs GGUF adapters on a GGUF base: drop --no-gguf and "
+                          "pass a GGUF --base (or --export-base)")
+    candidates = []
+    for adapter in result.adapters:
+        for checkpoint in checkpoints(adapter.peft_dir.parent / CHECKPOINT_DIR):
+            candidates.append((f"{adapter.name}/{checkpoint.name}", checkpoint))
+        candidates.append((adapter.name, adapter.gguf or adapter.peft_dir))
+    modes = [m.strip() for m in args.val_modes.split(",") if m.strip()]
+    rows = validate_adapters(candidates, base, dataset=args.val, modes=modes,
+                             limit=args.val_limit, say=lambda line: print(line, file=err))
+    print(f"\nvalidation on {args.val} (executed agent, never trained on):", file=out)
+    print(format_rows(rows), file=out)
+    for mode in modes:
+        best = best_row(rows, mode)
+        if best is not None:
+            print(f"best {mode}: {best.adapter} ({best.accuracy:.0%}): {best.path}", file=out)
+    print(f"written: {write_rows(rows, result.out / 'validation.json')}", file=out)
 
 
 class _StepBar:

@@ -9,7 +9,11 @@ Six figures, on one model and one thread count:
 4. ``overhead_share``: wall time of a question minus time in model calls and tools, as a share;
 5. ``load_s``, ``first_token_s``, ``peak_rss_mb``: cold start and memory;
 6. ``onepass_s_per_question`` / ``iterative_s_per_question`` on the first questions of
-   ``maths-dev``.
+   ``maths-dev``;
+7. batching: ``samples5_ratio``, the wall time of OnePass with self-consistency over five
+   branches (``samples=5``) over one greedy OnePass run, and ``concurrent8_ratio``, eight
+   questions run at once (``agent.batch``) over the same eight one after another, with
+   ``concurrent_answers_match`` saying whether the answers were the same.
 
 Decode rates count tokens after the first one, over the time from the first to the last, so
 that prompt evaluation is not mixed in.
@@ -31,7 +35,7 @@ __all__ = ["BENCH_KEYS", "format_table", "run_bench"]
 BENCH_KEYS = (
     "raw_decode_tps", "agent_decode_tps", "grammar_decode_tps", "prefix_reuse",
     "overhead_share", "load_s", "first_token_s", "peak_rss_mb", "onepass_s_per_question",
-    "iterative_s_per_question",
+    "iterative_s_per_question", "samples5_ratio", "concurrent8_ratio",
 )
 _COUNT_PROMPT = "Write the numbers from 1 to 200, separated by commas, and nothing else."
 _COUNT_GRAMMAR = 'root ::= [0-9]+ (", " [0-9]+)*'
@@ -163,6 +167,17 @@ def run_bench(model_spec: str = "default", *, questions: int = 3,
     calls = _CallLog()
     iterative = _run_questions(create_lumos_agent(model, mode="iterative"), items, calls)
 
+    sampled = _run_questions(create_lumos_agent(model, mode="onepass", samples=5), items)
+    eight = [item["question"] for item in load_dataset("maths-dev")[:8]]
+    agent = create_lumos_agent(model, mode="onepass")
+    started = time.perf_counter()
+    one_by_one = [agent.invoke({"task": q}).get("answer") for q in eight]
+    sequential_s = time.perf_counter() - started
+    started = time.perf_counter()
+    together = [s.get("answer") for s in agent.batch([{"task": q} for q in eight],
+                                                     {"max_concurrency": 8})]
+    concurrent_s = time.perf_counter() - started
+
     rows = onepass + iterative
     wall = sum(r["wall"] for r in rows)
     overhead = wall - sum(r["model"] + r["tools"] for r in rows)
@@ -186,6 +201,13 @@ def run_bench(model_spec: str = "default", *, questions: int = 3,
         "questions": len(items),
         "onepass_s_per_question": round(sum(r["wall"] for r in onepass) / len(items), 2),
         "iterative_s_per_question": round(sum(r["wall"] for r in iterative) / len(items), 2),
+        "samples5_s_per_question": round(sum(r["wall"] for r in sampled) / len(items), 2),
+        "samples5_ratio": round(sum(r["wall"] for r in sampled)
+                                / max(1e-9, sum(r["wall"] for r in onepass)), 2),
+        "sequential8_s": round(sequential_s, 2),
+        "concurrent8_s": round(concurrent_s, 2),
+        "concurrent8_ratio": round(concurrent_s / sequential_s, 2) if sequential_s else 0.0,
+        "concurrent_answers_match": one_by_one == together,
     }
 
 
@@ -207,6 +229,12 @@ def format_table(figures: dict[str, Any]) -> str:
         "models_loaded": "GGUF files loaded in this process",
         "onepass_s_per_question": "OnePass (s/question)",
         "iterative_s_per_question": "Iterative (s/question)",
+        "samples5_s_per_question": "OnePass, --samples 5 (s/question)",
+        "samples5_ratio": "--samples 5 / one greedy run (wall time)",
+        "sequential8_s": "8 questions one after another (s)",
+        "concurrent8_s": "the same 8 at once, agent.batch (s)",
+        "concurrent8_ratio": "at once / one after another",
+        "concurrent_answers_match": "same answers at once as one after another",
     }
     width = max(len(v) for v in labels.values())
     lines = [f"model {figures['model']}, {figures['n_threads']} threads, "

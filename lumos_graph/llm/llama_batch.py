@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -40,8 +40,18 @@ from lumos_graph.errors import ContextOverflowError
 
 from lumos_graph.llm.llama_context import MAX_SEQUENCES, common_prefix
 
-if TYPE_CHECKING:
-    from lumos_graph.llm.llama_pool import PooledModel
+
+
+class _Model(Protocol):
+    """What the engine needs of :class:`~lumos_graph.llm.llama_pool.PooledModel` (which owns
+    the engine; a protocol here keeps the import one way)."""
+
+    llm: Any
+    lock: threading.Lock
+    key: Any
+    kv_states: Any
+
+    def compiled_grammar(self, text: str) -> Any: ...
 
 __all__ = [
     "MAX_SEQUENCES",
@@ -142,7 +152,7 @@ class Request:
 class BatchEngine:
     """The requests of one pooled model and the step that advances them (see module doc)."""
 
-    def __init__(self, pooled: PooledModel) -> None:
+    def __init__(self, pooled: _Model) -> None:
         self.pooled = pooled
         self._mutex = threading.Lock()  # guards ``_waiting``
         self._waiting: list[Request] = []

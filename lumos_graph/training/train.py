@@ -206,6 +206,7 @@ class TrainResult:
     threads: int
     adapters: list[AdapterResult] = field(default_factory=list)
     precision: str = "fp32"
+    export_base: Path | None = None  # the GGUF the adapters were exported for
 
     def as_dict(self) -> dict[str, Any]:
         return {"out": str(self.out), "base": self.base, "threads": self.threads,
@@ -343,7 +344,7 @@ def train(
         )
         results.append(result)
     summary = TrainResult(out, source.describe(), trainer.load_seconds, threads, results,
-                          config.precision)
+                          config.precision, export_base)
     (out / SUMMARY_FILE).write_text(json.dumps(summary.as_dict(), indent=1), encoding="utf-8")
     return summary
 

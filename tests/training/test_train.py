@@ -532,3 +532,24 @@ def test_freed_memory_goes_back_to_the_system_only_past_the_slack(
     resident[0] = 1_600
     trim()
     assert calls == [0]
+
+
+def test_validation_refuses_a_test_split_and_picks_the_best_checkpoint() -> None:
+    from lumos_graph.training.validate import (
+        ValidationRow,
+        best_row,
+        format_rows,
+        validate_adapters,
+    )
+
+    with pytest.raises(ConfigError, match="test split"):
+        validate_adapters([], Path("base.gguf"), dataset="maths-test")
+    with pytest.raises(ConfigError, match="unknown formulation"):
+        validate_adapters([], Path("base.gguf"), modes=["sideways"])
+    rows = [ValidationRow("shared/step-0000025", "a.gguf", "onepass", 9, 60, 50.0),
+            ValidationRow("shared/step-0000050", "b.gguf", "onepass", 15, 60, 50.0),
+            ValidationRow("shared", "c.gguf", "onepass", 15, 60, 50.0),
+            ValidationRow("shared", "c.gguf", "iterative", 20, 60, 90.0)]
+    assert best_row(rows, "onepass") == rows[1]  # a tie keeps the earlier checkpoint
+    assert best_row(rows, "iterative") == rows[3]
+    assert "25% (15/60)" in format_rows(rows)
