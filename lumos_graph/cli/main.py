@@ -7,6 +7,7 @@ reached or it failed), 2 for a usage mistake (unknown model, missing file, bad o
 from __future__ import annotations
 
 import argparse
+import os
 import itertools
 import json
 import sys
@@ -26,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="lumos-graph",
         description="LUMOS agents (plan, ground, execute) on local GGUF models.",
     )
+    from lumos_graph import __version__
+
+    parser.add_argument("--version", action="version", version=f"lumos-graph {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question with a LUMOS agent")
     ask.add_argument("question", help="the task, in quotes")
@@ -141,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lumos-graph: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lumos-graph datasets | head`: the reader left; nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush stays quiet
+        return 0
 
 
 def _models(out: TextIO) -> int:

@@ -26,7 +26,8 @@ the final value with the gold answer; failures are dropped and counted by reason
 :class:`TrainingSet`'s ``report``.
 
 **The shipped set** (:func:`shipped_training_set`; ``lumos-graph data convert --source
-shipped``): 3,248 checked annotations of 3,500 items from templates 0-79, rendered on load.
+shipped``): 3,248 checked annotations of 3,500 items from templates 0-79; the 2,966 of
+templates 0-69 are rendered on load (70-79 are the validation split, ``maths-val``).
 Made with (``pip install reasoning-gym``; about 10 seconds)::
 
     python -c "from lumos_graph import training_data as t; \\

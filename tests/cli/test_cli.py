@@ -103,3 +103,13 @@ def test_index_builds_incrementally_and_sample_db_never_overwrites(tmp_path: Pat
     existing.write_bytes(b"mine")
     _one_line_error(lumos("sample-db", "chinook", str(existing)), "exists")
     assert existing.read_bytes() == b"mine"
+
+
+def test_version_and_a_closed_pipe_are_quiet() -> None:
+    from lumos_graph import __version__
+
+    version = lumos("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"lumos-graph {__version__}"
+    listing = subprocess.run(f"{sys.executable} -m lumos_graph datasets | head -1", shell=True,
+                             capture_output=True, text=True, check=False)
+    assert listing.stdout.startswith("maths-dev") and listing.stderr == ""
