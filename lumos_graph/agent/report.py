@@ -13,9 +13,12 @@
                "seconds": float}],
   "usage": {"model_calls": int, "prompt_tokens": int, "completion_tokens": int,
             "prompt_tokens_cached": int, "model_seconds": float},
-  "seconds": float
+  "seconds": float,
+  "samples": [{"answer", "status", "votes", "logprob", "chosen"}, ...]   # only with --samples K
 }
 ```
+With self-consistency the trace (subgoals, actions) is the chosen branch's and ``usage`` adds
+up every branch.
 """
 
 from __future__ import annotations
@@ -47,4 +50,4 @@ def run_report(state: LumosState, *, mode: str, seconds: float) -> dict[str, Any
         "actions": [dict(a) for a in state.get("actions", [])],
         "usage": usage,
         "seconds": round(seconds, 3),
-    }
+    } | ({"samples": list(state["samples"])} if state.get("samples") else {})
