@@ -244,11 +244,12 @@ _PRESETS: dict[str, _Preset] = {
     TRAINED_PRESET: _Preset(
         TRAINED_PRESET,
         "the default model with lumos-graph's LUMOS maths adapter (LoRA trained on "
-        "gsm_symbolic templates 0-79; bare protocol, no few-shot examples)",
+        "gsm_symbolic templates 0-69; each module told its formulation, no few-shot examples)",
         "chat_template",
         _qwen_path,
         _qwen_installed,
-        lambda: {"lora_path": str(_shipped_adapter(TRAINED_ADAPTER)), "few_shot": False},
+        lambda: {"lora_path": str(_shipped_adapter(TRAINED_ADAPTER)), "few_shot": False,
+                 "module_system": True},
     ),
     "smollm2-135m": _Preset(
         "smollm2-135m",

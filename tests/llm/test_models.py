@@ -322,7 +322,7 @@ def test_the_trained_preset_is_the_base_model_with_the_shipped_adapter(default_g
     lora = Path(spec.settings["lora_path"])
     assert lora.is_file() and lora.parent.name == "adapters"
     model = create_chat_model(TRAINED_PRESET)
-    assert model.lora_path == str(lora) and model.few_shot is False
+    assert model.lora_path == str(lora) and model.few_shot is False and model.module_system
     plain = create_chat_model("default")
     assert plain.lora_path is None and plain.few_shot is True
     assert model.pool_key != plain.pool_key  # the adapter is part of what is loaded
