@@ -18,7 +18,6 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from lumos_graph.agent import protocol
-from lumos_graph.agent.few_shot_examples import DIRECT_EXAMPLES
 from lumos_graph.agent.model_calls import call_model
 from lumos_graph.agent.state import Status, Usage, add_usage
 
@@ -56,7 +55,7 @@ def create_direct_agent(
 
 
 def _answer(state: DirectState, model: BaseChatModel, max_tokens: int) -> dict[str, Any]:
-    prompt = protocol.direct_prompt(state["task"], DIRECT_EXAMPLES)
+    prompt = protocol.direct_prompt(state["task"])
     reply = call_model(model, prompt, max_tokens=max_tokens)
     if reply.text is None:
         return {"usage": reply.usage, "status": "failed", "answer": None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lumos_graph.agent.protocol import Example
 
-__all__ = ["DIRECT_EXAMPLES", "EXAMPLES"]
+__all__ = ["EXAMPLES"]
 
 EXAMPLES: tuple[Example, ...] = (
     Example(
@@ -77,29 +77,5 @@ EXAMPLES: tuple[Example, ...] = (
             "R2 = QA([R1], Question: What does the sign say?)",
         ),
         results=("Text in the image: NO PARKING", "NO PARKING"),
-    ),
-)
-
-# Worked replies of the ``direct`` baseline, one per answer kind (number, yes/no, name): each
-# reasons briefly and ends with a concrete answer line, which is what a small model copies.
-DIRECT_EXAMPLES: tuple[tuple[str, str], ...] = (
-    (
-        "A baker made 24 muffins. She sold 3 boxes of 6 muffins and gave 2 muffins to a "
-        "neighbour. How many muffins does she have left?",
-        "3 boxes of 6 muffins are 3 * 6 = 18 muffins.\n"
-        "She gave away 18 + 2 = 20 muffins.\n"
-        "She has 24 - 20 = 4 muffins left.\n"
-        "Answer: 4",
-    ),
-    (
-        "Could a goldfish live for a week in the Sahara desert without water?",
-        "A goldfish breathes through its gills and dies within hours out of water. The Sahara "
-        "is dry sand.\n"
-        "Answer: no",
-    ),
-    (
-        "Which city is the capital of the country where the Eiffel Tower stands?",
-        "The Eiffel Tower stands in Paris, in France. The capital of France is Paris.\n"
-        "Answer: Paris",
     ),
 )

@@ -199,15 +199,3 @@ def test_direct_never_takes_template_text_and_reads_a_leading_yes_or_no() -> Non
     assert parse_direct_answer("No, goldfish need water to breathe.") == "no"
     assert parse_direct_answer("Yes. The tower is in Paris.\nAnswer: <yes or no>") == "yes"
     assert parse_direct_answer("Nothing here is known.") is None  # "No" must be a whole word
-
-
-def test_direct_prompt_shows_concrete_answer_lines_not_placeholders() -> None:
-    from lumos_graph.agent.few_shot_examples import DIRECT_EXAMPLES
-    from lumos_graph.agent.protocol import direct_prompt, parse_direct_answer
-
-    turns = direct_prompt("What is 2 + 2?", DIRECT_EXAMPLES)
-    assert [t["role"] for t in turns] == ["system"] + ["user", "assistant"] * 3 + ["user"]
-    assert turns[-1]["content"] == "What is 2 + 2?"
-    replies = [t["content"] for t in turns if t["role"] == "assistant"]
-    assert [parse_direct_answer(r) for r in replies] == ["4", "no", "Paris"]
-    assert all("<" not in t["content"] for t in turns)
