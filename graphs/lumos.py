@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from functools import partial
+from functools import partial, reduce
 from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langchain_core.runnables import RunnableConfig
 from langgraph.types import Checkpointer, Send
 
 from lumos_graph.agent.actions import ActionSet
@@ -42,7 +42,7 @@ from lumos_graph.agent.nodes import (
     route_after_ground,
     route_after_plan,
 )
-from lumos_graph.agent.state import LumosState
+from lumos_graph.agent.state import LumosState, add_usage
 from lumos_graph.agent.voting import vote
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import as_chat_model, lumos_default
@@ -192,10 +192,7 @@ def _self_consistency(
         chosen, summary = vote(branches)
         winner = {k: v for k, v in branches[chosen].items()
                   if k not in ("n", "usage", "sampling", "task", "images")}
-        usage: dict[str, Any] = {}
-        for b in branches:  # the run's cost is every branch's
-            for key, value in b.get("usage", {}).items():
-                usage[key] = usage.get(key, 0) + value
+        usage = reduce(add_usage, (b.get("usage") for b in branches), None)  # every branch's cost
         agree = summary[chosen]["votes"]
         reason = winner.get("reason", "")
         if winner.get("status") == "answered":

@@ -24,10 +24,8 @@ def answer_key(answer: str) -> str:
     """The form two answers must share to count as the same vote."""
     text = answer.strip().strip(".").strip()
     bare = re.sub(r"[,$€£%\s]", "", text)
-    if _NUMBER.match(bare):
-        value = Fraction(bare)
-        return str(value.numerator if value.denominator == 1 else float(value))
-    if re.fullmatch(r"-?\d+/\d+", bare) and not bare.endswith("/0"):
+    fraction = re.fullmatch(r"-?\d+/\d+", bare) and not bare.endswith("/0")
+    if _NUMBER.match(bare) or fraction:
         value = Fraction(bare)
         return str(value.numerator if value.denominator == 1 else float(value))
     return " ".join(text.casefold().split())
