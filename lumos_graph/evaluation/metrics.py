@@ -29,6 +29,7 @@ otherwise compared with the gold result when that is a single cell (``"42"``, ``
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -48,12 +49,14 @@ __all__ = [
     "exact_match",
     "execution_match",
     "f1",
+    "majority_class",
     "normalize_answer",
     "numeric_match",
     "query_rows",
     "rows_match",
     "score",
     "to_number",
+    "wilson_interval",
     "yes_no",
 ]
 
@@ -164,8 +167,8 @@ def _f1(prediction: str, gold: str) -> float:
 
 # ---- SQL execution ------------------------------------------------------------------------------
 Rows = list[tuple[Any, ...]]
-_ORDER_BY = re.compile(r"\border\s+by\b", re.I)
-_QUERY_START = re.compile(r"\s*\(*\s*(select|with)\b", re.I)
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+_QUERY_START = re.compile(r"\s*\(*\s*(select|with)\b", re.IGNORECASE)
 
 
 def query_rows(db: str | os.PathLike[str], query: str, *, timeout: float = 30.0) -> Rows:
@@ -271,6 +274,40 @@ def _sql_correct(item: Mapping[str, Any], prediction: str | None,
     if isinstance(cell, int | float):
         return numeric_match(prediction, str(cell))
     return exact_match(prediction, "" if cell is None else str(cell))
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+def wilson_interval(correct: int, n: int, *, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of ``correct`` out of ``n`` (95% with the default ``z``).
+
+    Unlike the normal approximation it stays inside 0..1 and is not zero-wide at 0/n or n/n,
+    which matters for the small samples an eval on a laptop runs. ``(0.0, 1.0)`` when ``n`` is 0.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
+def majority_class(items: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What always giving the commoner gold answer scores on the ``yesno`` items.
+
+    Returns:
+        ``{"answer": "yes" | "no", "correct": int, "n": int, "accuracy": float}`` over the
+        items of kind ``yesno`` whose gold says yes or no, or ``None`` when there are none.
+        A tie answers ``"no"`` (either scores the same).
+    """
+    said = [yes_no(str(item["answer"])) for item in items if item.get("kind") == "yesno"]
+    labels = [s for s in said if s is not None]
+    if not labels:
+        return None
+    yes = sum(labels)
+    answer, correct = ("yes", yes) if yes > len(labels) - yes else ("no", len(labels) - yes)
+    return {"answer": answer, "correct": correct, "n": len(labels),
+            "accuracy": correct / len(labels)}
 
 
 # ---- the dispatcher -----------------------------------------------------------------------------

@@ -17,6 +17,11 @@ the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
     results.md                    the side-by-side table
     accuracy_vs_seconds.png       accuracy against seconds per question, one point per agent
 
+Every table shows, per agent, the accuracy with its 95% Wilson interval (``accuracy_ci95``),
+seconds and model calls per question; when the examples hold yes/no questions, the rate of
+always giving their commoner gold answer (``majority_class``) comes under it, the floor a
+yes/no agent must clear.
+
 An interrupted run resumes from the trajectories already written: finished examples are never
 run again (a half-written last line is dropped and that example re-run).
 
@@ -57,11 +62,13 @@ from langchain_core.outputs import LLMResult
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import describe_error
 from lumos_graph.errors import ConfigError
+from lumos_graph.evaluation.metrics import majority_class, wilson_interval
 
 __all__ = ["AGENTS", "CallRecorder", "EvalOptions", "format_table", "run_eval"]
 
 AGENTS = ("lumos-onepass", "lumos-iterative", "react", "direct")
-SUMMARY_KEYS = ("accuracy", "seconds_per_question", "model_calls_per_question",
+SUMMARY_KEYS = ("accuracy", "accuracy_ci95", "correct", "seconds_per_question",
+                "model_calls_per_question",
                 "completion_tokens_per_question", "prompt_tokens_per_question",
                 "prompt_tokens_cached_per_question", "format_errors", "tool_errors",
                 "cap_reached", "answered", "n")
@@ -352,8 +359,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One agent's figures over its trajectories."""
     n = len(rows)
     per = max(1, n)
+    correct = sum(bool(r["correct"]) for r in rows)
     summary: dict[str, Any] = {
-        "accuracy": sum(bool(r["correct"]) for r in rows) / per,
+        "accuracy": correct / per,
+        "accuracy_ci95": list(wilson_interval(correct, n)),
+        "correct": correct,
         "seconds_per_question": sum(r["seconds"] for r in rows) / per,
         "model_calls_per_question": sum(r["usage"]["model_calls"] for r in rows) / per,
         "completion_tokens_per_question": sum(r["usage"]["completion_tokens"] for r in rows) / per,
@@ -421,6 +431,9 @@ def run_eval(
         "n": len(items),
         "agents": {a: summarize(rows[a]) for a in agents},
     }
+    majority = majority_class(items)
+    if majority is not None:  # yes/no sets: the score of always giving the commoner answer
+        summary["majority_class"] = majority
     write_outputs(out, summary)
     summary["out"] = str(out)
     return summary
@@ -428,21 +441,34 @@ def run_eval(
 
 # ---- outputs ---------------------------------------------------------------------------------
 def format_table(summary: dict[str, Any]) -> str:
-    """The side-by-side Markdown table."""
+    """The side-by-side Markdown table: per agent accuracy with its 95% Wilson interval,
+    seconds and model calls per question; under it, on yes/no sets, the majority-class rate."""
     lines = [
         f"{summary['dataset']}, {summary['n']} examples, model {summary['model']}",
         "",
-        "| agent | accuracy | s / question | model calls / q | completion tokens / q "
-        "| format errors | tool errors | cap reached |",
-        "|---|---|---|---|---|---|---|---|",
+        ("| agent | accuracy | 95% interval | s / question | model calls / q "
+         "| completion tokens / q | format errors | tool errors | cap reached |"),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in summary["agents"].items():
-        right = round(s["accuracy"] * s["n"])
+        right = s.get("correct", round(s["accuracy"] * s["n"]))  # older results.json
+        low, high = s.get("accuracy_ci95") or wilson_interval(right, s["n"])
         lines.append(
-            f"| {name} | {s['accuracy']:.0%} ({right}/{s['n']}) | {s['seconds_per_question']:.1f}"
+            f"| {name} | {s['accuracy']:.0%} ({right}/{s['n']}) | {_interval(low, high)}"
+            f" | {s['seconds_per_question']:.1f}"
             f" | {s['model_calls_per_question']:.1f} | {s['completion_tokens_per_question']:.0f}"
             f" | {s['format_errors']} | {s['tool_errors']} | {s['cap_reached']} |")
+    majority = summary.get("majority_class")
+    if majority:
+        low, high = wilson_interval(majority["correct"], majority["n"])
+        lines += ["", (f"Majority class: always answering \"{majority['answer']}\" scores "
+                       f"{majority['accuracy']:.0%} ({majority['correct']}/{majority['n']}), "
+                       f"95% interval {_interval(low, high)}.")]
     return "\n".join(lines)
+
+
+def _interval(low: float, high: float) -> str:
+    return f"{100 * low:.0f}-{100 * high:.0f}%"
 
 
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
@@ -462,8 +488,15 @@ def _plot(path: Path, summary: dict[str, Any]) -> None:
     try:
         markers = "osD^vP*X"
         for k, (name, s) in enumerate(summary["agents"].items()):
-            ax.scatter([s["seconds_per_question"]], [100 * s["accuracy"]], s=70, alpha=0.8,
-                       marker=markers[k % len(markers)], label=name)
+            low, high = s.get("accuracy_ci95") or (s["accuracy"], s["accuracy"])
+            ax.errorbar([s["seconds_per_question"]], [100 * s["accuracy"]],
+                        yerr=[[100 * (s["accuracy"] - low)], [100 * (high - s["accuracy"])]],
+                        fmt=markers[k % len(markers)], markersize=8, capsize=4, alpha=0.8,
+                        label=name)
+        majority = summary.get("majority_class")
+        if majority:
+            ax.axhline(100 * majority["accuracy"], color="grey", linestyle="--", linewidth=1,
+                       label=f"always \"{majority['answer']}\"")
         ax.legend(loc="best", fontsize="small")
         ax.set_xlabel("seconds per question")
         ax.set_ylabel("accuracy (%)")

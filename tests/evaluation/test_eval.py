@@ -95,3 +95,34 @@ def test_a_resumed_folder_must_hold_the_same_dataset_and_model(tmp_path: Path) -
     with pytest.raises(ConfigError, match="unknown agent 'reflexion'"):
         run_eval("toy", ITEMS[:1], rule_model(RULES), model_name="rules",
                  agents=["reflexion"], out=tmp_path)
+
+
+def test_the_table_shows_intervals_and_a_yes_no_set_its_majority_class(tmp_path: Path) -> None:
+    items = [
+        {"id": "y1", "question": "Is ice cold?", "answer": "Yes", "kind": "yesno"},
+        {"id": "y2", "question": "Is fire cold?", "answer": "No", "kind": "yesno"},
+        {"id": "y3", "question": "Is snow hot?", "answer": "No", "kind": "yesno"},
+    ]
+    rules = [("Is ice cold?", "Ice is frozen water.\nAnswer: yes"),
+             ("Is fire cold?", "No, fire is hot."),  # a leading no is the answer
+             ("Is snow hot?", "Answer: yes")]
+    summary = run_eval("toy-yesno", items, rule_model(rules), model_name="rules",
+                       agents=["direct"], out=tmp_path)
+    direct = summary["agents"]["direct"]
+    assert direct["correct"] == 2
+    low, high = direct["accuracy_ci95"]
+    assert 0 < low < 2 / 3 < high < 1
+    assert summary["majority_class"] == {"answer": "no", "correct": 2, "n": 3,
+                                         "accuracy": pytest.approx(2 / 3)}
+    table = (tmp_path / "results.md").read_text()
+    assert "| agent | accuracy | 95% interval | s / question | model calls / q |" in table
+    assert f"| direct | 67% (2/3) | {100 * low:.0f}-{100 * high:.0f}% |" in table
+    assert 'always answering "no" scores 67% (2/3)' in table
+    assert json.loads((tmp_path / "results.json").read_text())["majority_class"]["n"] == 3
+
+
+def test_a_maths_set_has_no_majority_class(tmp_path: Path) -> None:
+    summary = run_eval("toy", ITEMS, rule_model(RULES), model_name="rules", agents=["direct"],
+                       out=tmp_path)
+    assert "majority_class" not in summary
+    assert "Majority class" not in format_table(summary)

@@ -14,12 +14,14 @@ from lumos_graph.evaluation.metrics import (
     exact_match,
     execution_match,
     f1,
+    majority_class,
     normalize_answer,
     numeric_match,
     query_rows,
     rows_match,
     score,
     to_number,
+    wilson_interval,
     yes_no,
 )
 from tests.evaluation.test_datasets import load_or_skip
@@ -215,3 +217,31 @@ def test_score_sql_without_queries_compares_a_single_cell(tiny_db: Path) -> None
     assert not score(several, "Rex, Tom, Bo and Kit")["correct"]
     with pytest.raises(ConfigError, match="has no 'db'"):
         score({"kind": "sql", "answer": "SELECT 1"}, "1")
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("correct", "n", "low", "high"),
+    [  # reference values of the Wilson score interval at 95% (z = 1.96)
+        (8, 30, 0.1418, 0.4445),
+        (12, 20, 0.3866, 0.7812),
+        (0, 20, 0.0, 0.1611),
+        (20, 20, 0.8389, 1.0),
+    ],
+)
+def test_wilson_interval(correct: int, n: int, low: float, high: float) -> None:
+    got = wilson_interval(correct, n)
+    assert got == pytest.approx((low, high), abs=5e-4)
+    assert got[0] <= correct / n <= got[1]
+
+
+def test_wilson_interval_of_nothing_is_everything() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_majority_class_counts_the_gold_labels_of_yes_no_items() -> None:
+    items = [{"answer": a, "kind": "yesno"} for a in ("No", "no", "Yes", "False", "yes.")]
+    items.append({"answer": "5", "kind": "maths"})  # other kinds do not count
+    assert majority_class(items) == {"answer": "no", "correct": 3, "n": 5, "accuracy": 0.6}
+    assert majority_class(items[2:3])["answer"] == "yes"
+    assert majority_class([{"answer": "5", "kind": "maths"}]) is None
