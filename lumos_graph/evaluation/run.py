@@ -7,7 +7,9 @@ the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 * ``lumos-onepass``, ``lumos-iterative``: :func:`~lumos_graph.graphs.lumos.create_lumos_agent`;
 * ``react``: LangChain's ``create_agent`` over our chat model's ``bind_tools`` (JSON tool calls
   under a grammar), the agent a LangChain user would build instead;
-* ``direct``: the model alone with a chain-of-thought prompt.
+* ``direct``: the model alone with a chain-of-thought prompt; on ``sql`` examples the
+  standard text-to-SQL baseline instead (one query written from the schema and a few rows of
+  each table, executed once; its result is the answer).
 
 **Output folder** (``--out``; default ``lumos-eval/<dataset>-<model>``)::
 
@@ -166,12 +168,25 @@ class _Agents:
         return self._tools[key]
 
     def graph(self, agent: str, item: dict[str, Any]) -> Any:
+        if agent == "direct" and item.get("kind") == "sql":
+            return self._direct_sql(item)
         tools = self.actions(item) if agent != "direct" else None
         if agent == "react" and item.get("image"):  # its tools take the images when built
             return self._build(agent, tools, images=[item["image"]])
         key = (agent, item.get("kind", "maths"), str(item.get("db") or ""))
         if key not in self._graphs:
             self._graphs[key] = self._build(agent, tools)
+        return self._graphs[key]
+
+    def _direct_sql(self, item: dict[str, Any]) -> Any:
+        """The text-to-SQL baseline on the item's database: one query from the schema prompt."""
+        from lumos_graph.graphs.direct import create_direct_agent
+
+        if not item.get("db"):
+            raise ConfigError(f"example {item.get('id')!r} of kind 'sql' has no 'db'")
+        key = ("direct", "sql", str(item["db"]))
+        if key not in self._graphs:
+            self._graphs[key] = create_direct_agent(self.model, db=item["db"])
         return self._graphs[key]
 
     def _build(self, agent: str, tools: ActionSet | None, images: Sequence[str] = ()) -> Any:
