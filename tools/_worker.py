@@ -12,6 +12,14 @@ functions ``(*args: str) -> list[(text, display)]`` and serves requests until it
 Requests and replies are JSON lines, never pickles: a child that runs untrusted code (the
 ``Code`` sandbox) can at worst send back wrong strings, not code for the host to run.
 
+Host functions: a call may pass ``host``, functions of the host process (the user's tools)
+that the operation may call back while it runs. The request then names them; the child's
+operation gets them as ``host={name: function}``, and calling one sends
+``{"call": name, "args": [...], "kwargs": {...}}`` (all text) up the pipe and blocks until the
+host answers ``{"return": value}`` (a JSON value) or ``{"raise": message}``. The host runs only
+the functions it was given, by name, with text arguments, inside the same deadline as the
+whole call: the child gains nothing the model could not do with an action line.
+
 Lifecycle: the child starts on first use; it is killed and reaped when it times out, when the
 :class:`Worker` is closed or garbage-collected, and at interpreter exit (``weakref.finalize``).
 It lives in its own session (no terminal signals) and exits by itself when its parent goes away.
@@ -20,6 +28,7 @@ POSIX only (``select`` on pipes, ``resource`` limits).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import select
@@ -34,10 +43,12 @@ from typing import Any
 from lumos_graph.agent.actions import Value
 from lumos_graph.errors import ToolError
 
-__all__ = ["RemoteOp", "Worker", "serve"]
+__all__ = ["HostCallError", "HostFunction", "RemoteOp", "Worker", "serve"]
 
 Pair = tuple[str, str]
 Op = Callable[..., Sequence[Pair]]
+# a host function: positional and keyword arguments as text -> a JSON value for the child
+HostFunction = Callable[..., Any]
 
 _START_TIMEOUT = 60.0  # first import of sympy on a slow disk; not counted in a call's timeout
 _MAX_REPLY = 4 * 2**20
@@ -55,6 +66,10 @@ serve(sys.argv[1:])
 
 class _ChildGone(Exception):
     """The child closed its pipe: it crashed, ran out of memory or was killed."""
+
+
+class HostCallError(Exception):
+    """A host function failed; the child's operation sees this, with the host's message."""
 
 
 class Worker:
@@ -78,8 +93,22 @@ class Worker:
         """Process id of the live child, if one is running."""
         return self._procs[0].pid if self._procs else None
 
-    def call(self, op: str, args: Sequence[str], *, timeout: float) -> list[Pair]:
+    def call(
+        self,
+        op: str,
+        args: Sequence[str],
+        *,
+        timeout: float,
+        host: Mapping[str, HostFunction] | None = None,
+    ) -> list[Pair]:
         """Run ``op(*args)`` in the child and return its ``(text, display)`` pairs.
+
+        Args:
+            op: the operation's name in the child module's ``worker_ops()``.
+            args: its arguments, as text.
+            timeout: seconds for the whole call, host function calls included.
+            host: functions of this process the operation may call back (see the module
+                docstring).
 
         Raises:
             ToolError: the operation failed, timed out (the child is then killed) or the
@@ -88,7 +117,10 @@ class Worker:
         args = [str(a) for a in args]
         if sum(map(len, args)) > _MAX_REQUEST_CHARS:
             raise ToolError(f"{op}: the input is too long (over {_MAX_REQUEST_CHARS} characters)")
-        request = (json.dumps({"op": op, "args": args}) + "\n").encode()
+        message: dict[str, Any] = {"op": op, "args": args}
+        if host:
+            message["host"] = sorted(host)
+        request = (json.dumps(message) + "\n").encode()
         with self._lock:
             for attempt in (1, 2):
                 proc = self._ensure_started()
@@ -99,12 +131,17 @@ class Worker:
                     _kill_all(self._procs)
                     if attempt == 2:
                         raise ToolError(f"{op} could not start its worker process") from None
+            deadline = time.monotonic() + timeout
             try:
                 reply = _read_reply(proc, timeout)
+                while isinstance(reply, dict) and "call" in reply:
+                    answer = _answer_call(host or {}, reply, deadline)
+                    _write_all(proc, (json.dumps(answer) + "\n").encode())
+                    reply = _read_reply(proc, deadline - time.monotonic())
             except TimeoutError:
                 _kill_all(self._procs)
                 raise ToolError(f"{op} timed out after {timeout:g} s") from None
-            except _ChildGone:
+            except (_ChildGone, BrokenPipeError):
                 _kill_all(self._procs)
                 raise ToolError(f"{op} crashed (out of memory or too deeply nested?)") from None
             except BaseException:  # e.g. KeyboardInterrupt: never leave a stale reply behind
@@ -167,19 +204,76 @@ class RemoteOp:
     """An action executor that runs one operation of a :class:`Worker`.
 
     Returns one :class:`Value`, or a list of them when the operation has several outputs.
+    ``host``: functions of this process the operation may call back (the user's tools inside
+    ``Code``), within the same ``timeout``.
     """
 
-    def __init__(self, worker: Worker, op: str, *, timeout: float) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        op: str,
+        *,
+        timeout: float,
+        host: Mapping[str, HostFunction] | None = None,
+    ) -> None:
         self.worker = worker
         self.op = op
         self.timeout = timeout
+        self.host = dict(host or {})
 
     def __call__(self, *args: str) -> Value | list[Value]:
-        values = [Value(t, d) for t, d in self.worker.call(self.op, args, timeout=self.timeout)]
+        pairs = self.worker.call(self.op, args, timeout=self.timeout, host=self.host)
+        values = [Value(t, d) for t, d in pairs]
         return values[0] if len(values) == 1 else values
 
     def __repr__(self) -> str:
         return f"RemoteOp({self.op!r}, timeout={self.timeout:g})"
+
+
+def _answer_call(
+    host: Mapping[str, HostFunction], request: dict[str, Any], deadline: float
+) -> dict[str, Any]:
+    """Run one host function the child asked for, within the call's deadline.
+
+    The function runs in a thread of its own so that the deadline holds even when it hangs
+    (the thread cannot be stopped; it is left to finish in the background).
+
+    Raises:
+        TimeoutError: the deadline passed before the function returned.
+    """
+    name, args, kwargs = request.get("call"), request.get("args"), request.get("kwargs", {})
+    fn = host.get(name) if isinstance(name, str) else None
+    if fn is None:
+        return {"raise": f"{name!r} is not a tool"}
+    if not (
+        isinstance(args, list) and all(isinstance(a, str) for a in args)
+        and isinstance(kwargs, dict) and all(isinstance(v, str) for v in kwargs.values())
+    ):
+        return {"raise": f"{name}: arguments must be text"}
+    outcome: list[dict[str, Any]] = []
+
+    def run() -> None:
+        try:
+            value = fn(*args, **kwargs)
+            outcome.append({"return": value})
+            if len(json.dumps(value)) > _MAX_REPLY:
+                outcome[0] = {"raise": f"{name} returned too large a result"}
+        except Exception as exc:  # noqa: BLE001 - a tool failure is text for the snippet
+            if isinstance(exc, ToolError):  # already says what to fix
+                outcome[:] = [{"raise": str(exc)}]
+                return
+            text = str(exc).strip().splitlines()
+            detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            outcome[:] = [{"raise": f"{name} failed: {detail}"}]
+
+    context = contextvars.copy_context()  # LangChain callbacks and config travel along
+    thread = threading.Thread(target=context.run, args=(run,), name=f"lumos-host-{name}",
+                              daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if thread.is_alive() or not outcome:
+        raise TimeoutError
+    return outcome[0]
 
 
 def _kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -242,20 +336,51 @@ def serve(argv: Sequence[str]) -> None:
         try:
             request = json.loads(line)
             op, args = request["op"], request["args"]
+            names = [str(n) for n in request.get("host", [])]
         except (ValueError, KeyError, TypeError):
             _send(out_fd, {"error": "malformed request"})
             continue
-        _send(out_fd, _run(ops, op, args))
+        host = {name: _host_function(name, requests, out_fd) for name in names}
+        _send(out_fd, _run(ops, op, args, host))
 
 
-def _run(ops: Mapping[str, Op], op: str, args: list[str]) -> dict[str, Any]:
+def _host_function(name: str, requests: Any, out_fd: int) -> Callable[..., Any]:
+    """A function of the child that has the host run its function ``name`` and waits."""
+
+    def call(*args: object, **kwargs: object) -> Any:
+        _send(out_fd, {"call": name, "args": [_as_text(a) for a in args],
+                       "kwargs": {k: _as_text(v) for k, v in kwargs.items()}})
+        line = requests.readline()
+        if not line:  # the host went away
+            os._exit(0)
+        reply = json.loads(line)
+        if "raise" in reply:
+            raise HostCallError(str(reply["raise"]))
+        return reply.get("return")
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def _as_text(value: object) -> str:
+    """An argument as the text an action line would carry (``3``, ``2.5``, ``apple``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return str(value)
+
+
+def _run(
+    ops: Mapping[str, Op], op: str, args: list[str], host: Mapping[str, Callable[..., Any]]
+) -> dict[str, Any]:
     fn = ops.get(op)
     if fn is None:
         return {"error": f"unknown operation {op}"}
     try:
-        pairs = fn(*args)
+        pairs = fn(*args, host=host) if host else fn(*args)
         return {"ok": [[str(t), str(d)] for t, d in pairs]}
-    except ToolError as exc:
+    except (ToolError, HostCallError) as exc:
         return {"error": str(exc)}
     except MemoryError:
         return {"error": f"{op} ran out of memory", "restart": True}

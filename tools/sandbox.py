@@ -6,6 +6,21 @@ the last statement assigns; the return value of the one function it defines, cal
 arguments. LUMOS pseudo code such as
 ``If 141 % 1 == 0, 1, 0`` (from the training data) is read as ``1 if 141 % 1 == 0 else 0``.
 
+**Your tools inside Code.** The tools a user registers beside the maths set (typed functions,
+LangChain tools, see :func:`lumos_graph.tools.toolsets.create_actions`) are actions of their
+own *and* functions of the same name inside ``Code``, the way smolagents exposes tools to code:
+``Code(unit_price("apple") * 6)``. Such a call does not run in the sandbox: the worker sends
+the tool's name and arguments to the host process, which runs the tool exactly as an action
+line would (arguments as text, converted to the tool's types), and sends the result back.
+Tool calls count against the snippet's time limit; when the time is up the worker is killed
+and ``Code`` fails with a timeout (a tool still running in the host is left to finish in a
+background thread). The snippet gets the tool's return value when it is a plain value
+(number, string, bool, ``None``, or lists and dicts of them), otherwise its text; a tool's
+error raises in the snippet and, uncaught, becomes the observation. The host runs nothing but
+the registered tools, by name, with text arguments, so the snippet can do no more through them
+than the model can with action lines. Not exposed: tools that need the run's images, and tools
+whose names the checks below refuse (``open``, ``eval``, names starting with ``__``).
+
 Threat model, honestly: this is a best-effort sandbox for arithmetic-style snippets written by
 a small model, not a security boundary against a determined attacker.
 
@@ -29,20 +44,21 @@ sandbox (container, seccomp, a dedicated user) around the whole process.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import itertools
 import math
 import re
 import statistics
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lumos_graph.agent.actions import Action
-from lumos_graph.errors import ToolError
-from lumos_graph.tools._worker import Pair, RemoteOp, Worker
+from lumos_graph.agent.actions import Action, Value, as_values
+from lumos_graph.errors import ConfigError, ToolError
+from lumos_graph.tools._worker import HostCallError, HostFunction, Pair, RemoteOp, Worker
 
-__all__ = ["code_action"]
+__all__ = ["code_action", "code_with_tools"]
 
 _MAX_PRINTED = 4000
 _MAX_RESULT = 10_000
@@ -111,17 +127,90 @@ def code_action(
     )
 
 
+def code_with_tools(code: Action, tools: Sequence[Action]) -> Action:
+    """The ``Code`` action ``code`` with ``tools`` callable inside it as functions.
+
+    The tools run in this process when a snippet calls them (see the module docstring); the
+    time limit of ``code`` covers them. Tools that need the run's images, tools the checks
+    refuse by name, and ``Code`` itself are left out.
+    """
+    if not isinstance(code.executor, RemoteOp):
+        raise ConfigError(f"{code.name} is not a sandboxed Code action")
+    host = {
+        tool.name: _host_tool(tool)
+        for tool in tools
+        if tool.name != code.name and not tool.needs_images
+        and not tool.name.startswith("__") and tool.name not in _FORBIDDEN
+    }
+    executor = RemoteOp(code.executor.worker, code.executor.op, timeout=code.executor.timeout,
+                        host={**code.executor.host, **host})
+    return dataclasses.replace(code, executor=executor)
+
+
+def _host_tool(tool: Action) -> HostFunction:
+    """The host side of ``tool`` called from a snippet: arguments as text, a plain result."""
+    low, high = tool.arity()
+
+    def call(*args: str, **kwargs: str) -> Any:
+        unknown = [k for k in kwargs if k not in tool.params]
+        if unknown:
+            raise ToolError(f"{tool.signature} has no parameter {unknown[0]!r}")
+        values = list(args)
+        for index, param in enumerate(tool.params):
+            if param in kwargs:
+                if index < len(values):
+                    raise ToolError(f"{tool.signature} got {param!r} twice")
+                if index > len(values):
+                    raise ToolError(f"{tool.signature} is missing {tool.params[len(values)]!r}")
+                values.append(kwargs[param])
+        if len(values) < low or (high is not None and len(values) > high):
+            count = f"{low}" if low == high else f"at least {low}"
+            raise ToolError(f"{tool.signature} takes {count} argument{'s' * (low != 1)}, "
+                            f"not {len(values)}")
+        return _plain(tool.executor(*values))
+
+    return call
+
+
+def _plain(result: Any) -> Any:
+    """A tool's result as a JSON value for the snippet: plain values as they are, the
+    :class:`Value` s of built-in style executors as numbers when their text is one."""
+    if result is None or isinstance(result, bool | int | float | str):
+        return result
+    if isinstance(result, Value):
+        return _number(result.text)
+    if isinstance(result, list | tuple):
+        return [_plain(item) for item in result]
+    if isinstance(result, dict) and all(isinstance(k, str) for k in result):
+        return {k: _plain(v) for k, v in result.items()}
+    values = as_values(result)
+    return _number(values[0].text) if len(values) == 1 else [_number(v.text) for v in values]
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def worker_ops() -> dict[str, Callable[..., list[Pair]]]:
     """Operations served by the sandbox worker process."""
     return {"Code": run_code}
 
 
-def run_code(*parts: str) -> list[Pair]:
-    """Check and run a snippet in this process; the worker calls this, tests may too."""
+def run_code(*parts: str, host: Mapping[str, Callable[..., Any]] | None = None) -> list[Pair]:
+    """Check and run a snippet in this process; the worker calls this, tests may too.
+
+    ``host``: the user's tools as functions (in the worker, stubs that call the host).
+    """
     tree = _parse(", ".join(parts))
     _check(tree)
     printed = _Printer()
     env = _namespace(printed)
+    env.update(host or {})
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
@@ -140,6 +229,8 @@ def run_code(*parts: str) -> list[Pair]:
             value = _call_entry_function(env, tree)
     except ToolError:
         raise
+    except HostCallError as exc:  # the user's tool failed: its message, where it was called
+        raise ToolError(f"{exc}{_where(exc)}") from None
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - the snippet's own error, for the model to read

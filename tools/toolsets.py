@@ -7,7 +7,9 @@ functions or :class:`~lumos_graph.agent.actions.Action` s, so a user's own tools
     create_actions(["qa", my_langchain_tool, my_function], model=llm)
 
 The grounding prompt and grammar list exactly the actions of the result. Where two sets share
-an action (``Calculator`` is in ``maths`` and ``qa``), it is listed once.
+an action (``Calculator`` is in ``maths`` and ``qa``), it is listed once. A user's tools are
+also functions of the same name inside ``Code`` (``Code(unit_price("apple") * 6)``); they run
+in this process under ``Code``'s time limit (details in :mod:`lumos_graph.tools.sandbox`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def create_actions(
         list(parse_tool_names(tools)) if isinstance(tools, str) else list(tools)
     )
     result: ActionSet | None = None
+    user_tools: list[Action] = []
     for item in items:
         if isinstance(item, str):
             part = _named_set(
@@ -108,11 +111,23 @@ def create_actions(
                 sql_timeout=sql_timeout,
             )
         else:
-            part = ActionSet([as_action(item)])
+            user_tools.append(as_action(item))
+            part = ActionSet([user_tools[-1]])
         result = part if result is None else result + part
     if result is None:
         raise ConfigError("no tools given")
-    return result
+    return _tools_inside_code(result, user_tools)
+
+
+def _tools_inside_code(actions: ActionSet, user_tools: Sequence[Action]) -> ActionSet:
+    """The user's tools also become functions inside ``Code`` (see ``tools/sandbox.py``)."""
+    code = actions.get("Code")
+    if code is None or not user_tools or code in user_tools:
+        return actions
+    from lumos_graph.tools.sandbox import code_with_tools
+
+    inside = code_with_tools(code, user_tools)
+    return ActionSet([inside if a is code else a for a in actions], notes=actions.notes)
 
 
 def as_action(item: Action | BaseTool | Callable[..., Any]) -> Action:
