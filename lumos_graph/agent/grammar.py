@@ -15,14 +15,11 @@ __all__ = ["ground_grammar", "plan_grammar"]
 
 # One subgoal's text: anything on the line but the item separator.
 _TEXT = 'text ::= [^;\\n] [^;\\n]*'
-# Action arguments: balanced (), [] with no top-level ';' (it separates actions) or newline.
-_ARGS = "\n".join(
-    [
-        "args ::= piece piece*",
-        "piece ::= [^()\\[\\];\\n] | \"(\" inner \")\" | \"[\" inner \"]\"",
-        "inner ::= ([^()\\[\\]\\n] | \"(\" inner \")\" | \"[\" inner \"]\")*",
-    ]
-)
+# Most result variables one grounding line may define, and most outputs of one action: the
+# grammar is finite, so both are bounded (LUMOS lines hold a handful of single-output actions;
+# the default cap on a whole run is 24 actions).
+MAX_LINE_VARIABLES = 24
+MAX_OUTPUTS = 6
 
 
 def _lit(text: str) -> str:
@@ -51,21 +48,63 @@ def plan_grammar(mode: str, k: int = 1) -> str:
 
 
 @lru_cache(maxsize=64)
-def ground_grammar(tools: tuple[str, ...], first_var: int = 1) -> str:
-    """Grammar of a grounder output: ``R1 = Tool(args); R2, R3 = Tool(args)``.
+def ground_grammar(
+    tools: tuple[str, ...], first_var: int = 1, defined: tuple[str, ...] | None = None
+) -> str:
+    """Grammar of a grounder output: ``R1 = Tool(args); R2, R3 = Tool(R1, args)``.
+
+    Output variables are numbered on from ``first_var`` (``R{first_var}``, then the next
+    number, ...), so numbering continues across iterative turns instead of overwriting ``R1``.
+    An argument may name only a result variable that already exists when its action runs:
+    one from an earlier turn, or an output of an earlier action on the same line (the LUMOS
+    variables ``R1``..``Rk`` of the steps before). ``R9`` before anything defined it cannot be
+    written, nor ``R10`` when only ``R1`` exists. A reference is ``R`` and digits on word
+    boundaries, as :data:`~lumos_graph.agent.protocol.VARIABLE_RE` reads it, so words such as
+    ``Rome``, ``R&B``, ``R2D2`` or ``AR15`` stay free text.
 
     Args:
         tools: the enabled action names; no other name can be emitted.
-        first_var: the number the first output variable must carry, so that variable
-            numbering continues across iterative turns instead of overwriting ``R1``.
+        first_var: the number of the line's first output variable.
+        defined: the variables defined before this line; by default ``R1``..``R{first_var-1}``
+            (the caller may pass fewer, e.g. leaving out the outputs of a failed action).
     """
-    alternatives = " | ".join(f"{_lit(name + '(')} args \")\"" for name in tools)
-    lines = [
-        f"root ::= first {_lit(' = ')} action ({_lit(p.ITEM_SEP)} call)*",
-        f"first ::= {_lit(f'R{first_var}')} (\", \" var)*",
-        'call ::= var (", " var)* " = " action',
-        'var ::= "R" [1-9] [0-9]*',
-        f"action ::= {alternatives}",
-        _ARGS,
-    ]
+    before = [f"R{k}" for k in range(1, first_var)] if defined is None else list(defined)
+    last = first_var - 1 + MAX_LINE_VARIABLES
+    alternatives = " | ".join(_lit(name + "(") for name in tools)
+    lines = [f"root ::= c{first_var - 1}", f"tool ::= {alternatives}", *_TEXT_CLASSES]
+    for n in range(first_var - 1, last):  # a full line (state ``last``) has to end
+        refs = [*before, *(f"R{k}" for k in range(first_var, n + 1))]
+        lines += _state_rules(n, refs, last)
     return "\n".join(lines) + "\n"
+
+
+# Argument text. A word is a run of [A-Za-z0-9_]; words are kept apart by other characters, so
+# a word is always whole: a reference ``R<digits>`` can only be one of the state's references,
+# and a digit can never follow it. ``(`` ``)`` ``[`` ``]`` nest; a top-level ``;`` separates
+# actions, so only nested text may hold one.
+_TEXT_CLASSES = [
+    "wc ::= [A-Za-z0-9_]",
+    "nw ::= [^A-Za-z0-9_()\\[\\];\\n]",
+    "inw ::= [^A-Za-z0-9_()\\[\\]\\n]",
+    'free ::= [A-QS-Za-z0-9_] wc* | "R" | "R" [A-Za-z_] wc* | "R" [0-9]+ [A-Za-z_] wc*',
+]
+
+
+def _state_rules(n: int, refs: list[str], last: int) -> list[str]:
+    """The rules of state ``n``: the line has defined its variables up to ``R{n}`` and
+    ``refs`` may be referenced."""
+    word = "free" + "".join(f" | {_lit(r)}" for r in refs)
+    calls = []
+    for j in range(1, min(MAX_OUTPUTS, last - n) + 1):
+        outputs = _lit(", ".join(f"R{n + k}" for k in range(1, j + 1)) + " = ")
+        tail = f" ({_lit(p.ITEM_SEP)} c{n + j})?" if n + j < last else ""
+        calls.append(f"{outputs} tool a{n} \")\"{tail}")
+    return [
+        f"c{n} ::= {' | '.join(calls)}",
+        f"w{n} ::= {word}",
+        f"t{n} ::= nw+ (w{n} nw+)* w{n}? | w{n} (nw+ w{n})* nw*",
+        f"it{n} ::= inw+ (w{n} inw+)* w{n}? | w{n} (inw+ w{n})* inw*",
+        f'g{n} ::= "(" i{n} ")" | "[" i{n} "]"',
+        f"i{n} ::= it{n}? (g{n} it{n}?)*",
+        f"a{n} ::= t{n} (g{n} t{n}?)* | (g{n} t{n}?)+",
+    ]
