@@ -329,6 +329,11 @@ def serve(argv: Sequence[str]) -> None:
     _limit_resources(memory_mb)
     _exit_with_parent()
     import importlib
+    import warnings
+
+    # compiler warnings about model-written code (SyntaxWarning) would land on the user's
+    # terminal: the child's stderr is the host's
+    warnings.simplefilter("ignore")
 
     ops: Mapping[str, Op] = importlib.import_module(module_name).worker_ops()
     _send(out_fd, {"ready": True})
