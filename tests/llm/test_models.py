@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,37 +135,94 @@ def test_hub_without_the_optional_dependency_says_what_to_install(
         resolve_model("hf:owner/repo/model.gguf")
 
 
-def fake_hub(monkeypatch: pytest.MonkeyPatch, download: object) -> None:
+def fake_hub(monkeypatch: pytest.MonkeyPatch, download: object, endpoint: str,
+             offline: bool = False) -> None:
     module = types.ModuleType("huggingface_hub")
     module.hf_hub_download = download  # type: ignore[attr-defined]
+    module.constants = types.SimpleNamespace(  # type: ignore[attr-defined]
+        ENDPOINT=endpoint, HF_HUB_OFFLINE=offline)
     monkeypatch.setitem(sys.modules, "huggingface_hub", module)
 
 
-def test_hub_offline_is_one_line_model_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(**_: str) -> str:
-        raise OSError("We couldn't connect to the Hub\nand more lines")
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    fake_hub(monkeypatch, offline)
+
+def not_cached(calls: list[dict[str, Any]], found: Path | None = None) -> Any:
+    """A fake ``hf_hub_download``: nothing in the cache; downloads give ``found``."""
+
+    def download(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        if kwargs.get("local_files_only") or found is None:
+            raise OSError("We couldn't connect to the Hub\nand more lines")
+        return str(found)
+
+    return download
+
+
+def test_hub_unreachable_is_one_line_without_trying_to_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, Any]] = []
+    fake_hub(monkeypatch, not_cached(calls), f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model("hf:owner/repo/model.gguf")
-    assert "cannot download model.gguf from owner/repo" in str(caught.value)
+    assert str(caught.value).startswith("cannot download owner/repo/model.gguf: 127.0.0.1:")
+    assert "unreachable" in str(caught.value) and "\n" not in str(caught.value)
+    assert [c.get("local_files_only") for c in calls] == [True]  # only the cache was asked
+    fake_hub(monkeypatch, not_cached(calls), "https://hub.invalid", offline=True)
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
+        resolve_model("hf:owner/repo/model.gguf")
+
+
+def test_a_failed_download_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        calls: list[dict[str, Any]] = []
+        fake_hub(monkeypatch, not_cached(calls), f"http://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(ModelNotFoundError) as caught:
+            resolve_model("hf:owner/repo/model.gguf")
+    assert "cannot download model.gguf from owner/repo (OSError)" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
-def test_hub_download_resolves_nested_files(
+def test_hub_files_come_from_the_cache_first_then_a_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[dict[str, str]] = []
-
-    def download(**kwargs: str) -> str:
-        calls.append(kwargs)
-        return str(fake_gguf(tmp_path / "lumos_maths_ground_onetime.gguf"))
-
-    fake_hub(monkeypatch, download)
-    resolved = resolve_model("hf:me/lumos-ggufs/q8/lumos_maths_ground_onetime.gguf")
+    gguf = fake_gguf(tmp_path / "lumos_maths_ground_onetime.gguf")
     filename = "q8/lumos_maths_ground_onetime.gguf"
-    assert calls == [{"repo_id": "me/lumos-ggufs", "filename": filename}]
+    cached: list[dict[str, Any]] = []
+    fake_hub(monkeypatch, lambda **kwargs: cached.append(kwargs) or str(gguf), "https://hub.invalid")
+    resolved = resolve_model("hf:me/lumos-ggufs/q8/lumos_maths_ground_onetime.gguf")
+    assert cached == [{"repo_id": "me/lumos-ggufs", "filename": filename,
+                       "local_files_only": True}]  # cached: no network needed
     assert resolved.prompt_format == "lumos"
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        calls: list[dict[str, Any]] = []
+        fake_hub(monkeypatch, not_cached(calls, gguf), f"http://127.0.0.1:{server.getsockname()[1]}")
+        resolved = resolve_model("hf:me/lumos-ggufs/q8/lumos_maths_ground_onetime.gguf")
+    assert calls[-1] == {"repo_id": "me/lumos-ggufs", "filename": filename}
+    assert resolved.path == gguf
+
+
+def test_presets_that_need_files_say_how_to_get_them(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LUMOS_GRAPH_HOME", str(tmp_path))
+    presets = {p.name: p for p in list_presets()}
+    lumos = presets["lumos-maths-plan-onetime"]
+    assert not lumos.installed
+    assert lumos.how_to_get == (
+        "download ai2lumos/lumos_maths_plan_onetime from Hugging Face, run llama.cpp's "
+        "convert_hf_to_gguf.py on it (--outtype q8_0) and save it as "
+        f"{tmp_path / 'models' / 'lumos_maths_plan_onetime.gguf'}")
+    fake_gguf(tmp_path / "models" / "lumos_maths_plan_onetime.gguf")
+    lumos = next(p for p in list_presets() if p.name == "lumos-maths-plan-onetime")
+    assert lumos.installed and lumos.how_to_get == ""
 
 
 # --------------------------------------------------------------------------- factory
