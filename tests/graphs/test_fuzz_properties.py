@@ -54,12 +54,12 @@ def memory_guard() -> Iterator[None]:
     of exhausting the machine."""
     status = Path("/proc/self/status")
     if not status.exists():
-        pytest.skip("needs /proc/self/status (Linux) to size the memory guard")
+        pytest.skip("the memory guard reads /proc/self/status: run this test on Linux")
     size_kb = int(re.search(r"VmSize:\s+(\d+)", status.read_text()).group(1))
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = size_kb * 1024 + 2 * 2**30
     if hard != resource.RLIM_INFINITY and hard < limit:
-        pytest.skip("the hard address-space limit is too low for the memory guard")
+        pytest.skip("the hard address-space limit is below the memory guard's: `ulimit -Hv unlimited`")
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
         yield

@@ -10,7 +10,6 @@ loads through ``ChatLlamaCpp(lora_path=...)`` and changes what it says.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,10 @@ import numpy as np
 import pytest
 
 from lumos_graph.errors import ConfigError
+from tests.needs import need
 
 # peft 0.21 reads an attribute transformers 5 deprecates; nothing of ours
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
-
-
-def need(module: str) -> Any:
-    """Import an optional training package; skip without it, except under CI (it must be there)."""
-    if os.environ.get("CI") == "true":
-        return __import__(module)
-    return pytest.importorskip(module)
-
 
 gguf = need("gguf")
 torch = need("torch")

@@ -298,7 +298,9 @@ def test_paths_that_cannot_hold_a_knowledge_base_are_config_errors(tmp_path: Pat
 
 
 @pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="needs a user that permissions bind"
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="needs a user that file permissions bind (root ignores them): run pytest as a "
+           "non-root user",
 )
 def test_a_read_only_folder_is_a_config_error(tmp_path: Path) -> None:
     locked = tmp_path / "locked"

@@ -27,6 +27,7 @@ from lumos_graph.agent.execution import run_action
 from lumos_graph.errors import ConfigError, ToolError
 from lumos_graph.tools.sql._lex import has_several_statements, unwrap_query
 from lumos_graph.tools.sql.actions import sql_actions
+from tests.needs import need
 from tests.sql_fixtures import (
     chinook_database,
     chinook_fixture,
@@ -369,7 +370,7 @@ def test_urls_need_sqlalchemy(monkeypatch: pytest.MonkeyPatch, chinook_master: P
 # ---- SQLAlchemy ----------------------------------------------------------------------------------
 @pytest.fixture
 def alchemy() -> None:
-    pytest.importorskip("sqlalchemy")
+    need("sqlalchemy")
 
 
 @pytest.mark.usefixtures("alchemy")

@@ -8,7 +8,6 @@ Nothing here touches the network: URLs are served from 127.0.0.1.
 from __future__ import annotations
 
 import base64
-import os
 import socket
 import sys
 import threading
@@ -30,6 +29,7 @@ from lumos_graph.tools.vqa.actions import (
     vqa_action,
 )
 from tests.fakes import scripted
+from tests.needs import need
 from tests.package_files import package_file
 from tests.vqa_fixtures import (
     TINY_IMAGE_TOKENS,
@@ -45,12 +45,7 @@ QUESTION = "Question: What does the sign say?"
 
 def _require(module: str) -> None:
     """Skip without ``module`` (an optional extra); in CI its absence is a failure."""
-    try:
-        __import__(module)
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail(f"{module} is not installed (pip install -e '.[test]')")
-        pytest.skip(f"{module} is not installed")
+    need(module)
 
 
 class Recorder:

@@ -12,7 +12,6 @@ import argparse
 import importlib
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from lumos_graph.agent import protocol
-
 from lumos_graph.cli import train as cli_train
 from lumos_graph.errors import ConfigError
 from lumos_graph.training._batches import (
@@ -35,15 +33,9 @@ from lumos_graph.training._batches import (
     read_conversations,
 )
 from lumos_graph.training.train import TrainConfig, _plan_runs, train
+from tests.needs import need
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
-
-
-def need(module: str) -> Any:
-    """Import an optional training package; skip without it, except under CI (it must be there)."""
-    if os.environ.get("CI") == "true":
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
 
 
 ITERATIVE = [

@@ -24,6 +24,7 @@ from lumos_graph.training import data as td
 from lumos_graph.training._convert_cot import CotError, parse_cot
 from lumos_graph.training._convert_render import Annotation, check, conversations
 from tests.fakes import scripted
+from tests.needs import need
 
 LISTING = (
     "The available action list is 'Calculator', 'SetEquation', 'SolveEquation', 'Count', "
@@ -121,7 +122,7 @@ def test_real_gsm_symbolic_solutions_convert_and_execute_to_the_gold(actions: Ac
 
 
 def test_generated_items_convert_with_counted_drops(actions: ActionSet) -> None:
-    pytest.importorskip("reasoning_gym")
+    need("reasoning_gym")
     items = td.generate_items(140, seed=3)
     assert len(items) == 140
     assert all(td.template_of(i) in td.TRAIN_TEMPLATES for i in items)
