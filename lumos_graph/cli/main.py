@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     from lumos_graph.cli import train as cli_train
 
     cli_train.add_parser(sub)
+    from lumos_graph.cli import fuzz as cli_fuzz
+
+    cli_fuzz.add_parser(sub)
     sample = sub.add_parser("sample-db", help="build a sample database for the sql tools")
     sample.add_argument("name", choices=("chinook",), help="chinook: a music store")
     sample.add_argument("out", nargs="?", default="chinook.sqlite",
@@ -114,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _index(args, sys.stdout, sys.stderr)
         if args.command == "sample-db":
             return _sample_db(args, sys.stdout, sys.stderr)
+        if args.command == "fuzz":
+            from lumos_graph.cli.fuzz import run as run_fuzz
+
+            return run_fuzz(args, sys.stdout, sys.stderr)
         if args.command == "chat":
             from lumos_graph.cli.chat import run as run_chat
 

@@ -9,6 +9,7 @@ import pytest
 
 from lumos_graph.agent import protocol
 from lumos_graph.cli.fuzz import main
+from lumos_graph.cli.main import main as lumos_graph
 from lumos_graph.evaluation.fuzz import (
     FAMILIES,
     VALID_OUTPUTS,
@@ -32,7 +33,7 @@ def test_the_generator_draws_every_family_for_every_role_and_replays_by_seed() -
 
 def test_a_session_feeds_at_least_n_outputs_and_every_run_ends(capsys: pytest.CaptureFixture[str]
                                                                ) -> None:
-    status = main(["--n", "150", "--seed", "3", "--json", "--memory-mb", "0"])
+    status = lumos_graph(["fuzz", "--n", "150", "--seed", "3", "--json", "--memory-mb", "0"])
     report = json.loads(capsys.readouterr().out)
     assert report["outputs"] >= 150
     assert report["parser_inputs"] == report["outputs"]
@@ -40,6 +41,11 @@ def test_a_session_feeds_at_least_n_outputs_and_every_run_ends(capsys: pytest.Ca
     assert set(report["statuses"]) <= {"answered", "failed", "cap_reached"}
     assert report["actions_run"] > 0  # some outputs reached the tools
     assert status == (1 if report["escaped_exceptions"] or report["broken_invariants"] else 0)
+
+
+def test_it_also_runs_on_its_own(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--n", "0"]) == 2
+    assert "--n must be at least 1" in capsys.readouterr().err
 
 
 def test_an_exception_escaping_a_parser_is_reported_with_its_output(
