@@ -69,7 +69,7 @@ def contextual_task(turns: list[ChatTurn], message: str, *, history: int = 3) ->
     earlier = "".join(
         EARLIER_TURN.format(
             question=turn["message"].strip(),
-            answered=(EARLIER_ANSWER.format(answer=turn["report"]["answer"])
+            answered=(EARLIER_ANSWER.format(answer=str(turn["report"]["answer"]).strip().rstrip("."))
                       if turn["report"].get("answer") not in (None, "") else ""))
         for turn in recent)
     return FOLLOW_UP_TASK.format(earlier=earlier, message=message.strip())
