@@ -129,9 +129,17 @@ def create_chat_model(spec: str = "default", **overrides: Any) -> ChatLlamaCpp:
     """Resolve ``spec`` and return a :class:`~lumos_graph.llm.llama.ChatLlamaCpp` for it.
 
     Args:
-        spec: as for :func:`resolve_model`.
-        **overrides: any ``ChatLlamaCpp`` field (``n_ctx``, ``temperature``, ``prompt_format``...).
+        spec: as for :func:`resolve_model`, or an OpenAI-compatible server: ``openai:URL``
+            (llama.cpp's servers; the grammar is sent as ``grammar``), ``vllm:URL``
+            (``guided_grammar``) or ``openai-nogrammar:URL``, each with an optional
+            ``#MODEL``, e.g. ``openai:http://127.0.0.1:8080/v1``; that returns a
+            :class:`~lumos_graph.llm.openai_compat.ChatOpenAICompatible`.
+        **overrides: any ``ChatLlamaCpp`` field (``n_ctx``, ``temperature``, ``prompt_format``...);
+            a server takes ``temperature``, ``seed``, ``max_tokens`` and ``stop`` (its load
+            settings are the server's own).
     """
+    if _is_server(spec):
+        return _server_model(spec, overrides)  # type: ignore[return-value]
     from lumos_graph.llm.llama import ChatLlamaCpp
 
     model = resolve_model(spec)
@@ -389,3 +397,39 @@ def _unreachable(endpoint: str, timeout: float = _HUB_PROBE_SECONDS) -> str | No
         return f"{host} does not resolve (no network?)"
     except OSError as error:
         return f"{host}:{port} is unreachable ({error.strerror or type(error).__name__})"
+
+
+# spec prefix of an OpenAI-compatible server -> the request field that carries a GBNF grammar
+_SERVER_SCHEMES: dict[str, str | None] = {
+    "openai:": "grammar",  # llama.cpp's server and python -m llama_cpp.server
+    "vllm:": "guided_grammar",
+    "openai-nogrammar:": None,
+}
+
+
+def _is_server(spec: str) -> bool:
+    return spec.strip().startswith(tuple(_SERVER_SCHEMES))
+
+
+def _server_model(spec: str, overrides: dict[str, Any]) -> BaseChatModel:
+    spec = spec.strip()
+    scheme = next(s for s in _SERVER_SCHEMES if spec.startswith(s))
+    url, _, name = spec[len(scheme):].partition("#")
+    if not url.startswith(("http://", "https://")):
+        raise ModelNotFoundError(
+            f"bad server reference {spec!r}: expected {scheme}http(s)://host:port/v1[#model]")
+    try:
+        from lumos_graph.llm.openai_compat import ChatOpenAICompatible
+    except ImportError:
+        raise ModelNotFoundError(
+            f"{spec} needs langchain-openai: pip install 'lumos-graph[openai]'") from None
+    fields = {k: v for k, v in overrides.items() if k in ("seed", "max_tokens", "stop")}
+    return ChatOpenAICompatible(
+        base_url=url.rstrip("/"),
+        model=name or "default",
+        api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",  # local servers need none
+        grammar_field=_SERVER_SCHEMES[scheme],
+        temperature=overrides.get("temperature", 0.0),
+        max_retries=1,
+        **fields,
+    )
