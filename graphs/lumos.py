@@ -45,7 +45,7 @@ from lumos_graph.agent.nodes import (
 from lumos_graph.agent.state import LumosState, add_usage
 from lumos_graph.agent.voting import vote
 from lumos_graph.errors import ConfigError
-from lumos_graph.llm.models import as_chat_model, lumos_default
+from lumos_graph.llm.models import DEFAULT_PRESET, as_chat_model, lumos_default
 from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
 
 __all__ = ["build_lumos_graph", "create_lumos_agent"]
@@ -75,6 +75,7 @@ def create_lumos_agent(
     grounder: BaseChatModel | str | None = None,
     actions: ActionSet | str | Sequence[ToolLike] | None = None,
     mode: Literal["onepass", "iterative"] = "onepass",
+    grounding: Literal["actions", "program"] = "actions",
     max_subgoals: int = 8,
     max_actions: int = 24,
     max_model_calls: int = 16,
@@ -104,6 +105,11 @@ def create_lumos_agent(
             by the grounder's model from the intermediate results, and iterative grounding
             turns list earlier results, as in LUMOS.
         mode: ``"onepass"`` (plan all, ground all, execute) or ``"iterative"``.
+        grounding: ``"actions"``, LUMOS action lines (``R1 = Calculator(...)``), or
+            ``"program"`` (OnePass with the ``Code`` action): the grounder writes the whole plan
+            as one Python program, a commented step per subgoal, which ``Code`` runs once.
+            Without a ``grounder``, the default model's program grounder is the plain model
+            (the shipped adapter was trained on action lines) and its planner the trained one.
         max_subgoals: cap on subgoals.
         max_actions: cap on executed actions.
         max_model_calls: cap on planner and grounder calls together.
@@ -132,7 +138,11 @@ def create_lumos_agent(
         raise ConfigError(f"temperature must be positive, not {temperature}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
     # "default" (or no model) in a maths-only agent is the default model with the trained adapter
+    if grounding not in ("actions", "program"):
+        raise ConfigError(f"grounding must be 'actions' or 'program', not {grounding!r}")
     maths_only = is_maths_only(actions)
+    if grounding == "program" and grounder is None and model in (None, "default"):
+        grounder = DEFAULT_PRESET  # the plain coder writes the programs
     model = _resolve_default(model, maths_only)
     planner = _resolve_default(planner, maths_only) if planner is not None else None
     grounder = _resolve_default(grounder, maths_only) if grounder is not None else None
@@ -149,6 +159,7 @@ def create_lumos_agent(
         use_grammar=use_grammar,
         answerer=grounding_model if complex_qa else None,
         grounding_context=complex_qa,
+        grounding=grounding,
     )
     # The caps end every run; LangGraph's recursion limit (25 in some 1.x releases) must never
     # end it first. A model call is at most three supersteps (plan or ground, execute, answer).

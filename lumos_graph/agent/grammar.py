@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from lumos_graph.agent import protocol as p
 
-__all__ = ["ground_grammar", "plan_grammar"]
+__all__ = ["ground_grammar", "plan_grammar", "program_grammar"]
 
 # One subgoal's text: anything on the line but the item separator.
 _TEXT = 'text ::= [^;\\n] [^;\\n]*'
@@ -108,3 +108,10 @@ def _state_rules(n: int, refs: list[str], last: int) -> list[str]:
         f"i{n} ::= it{n}? (g{n} it{n}?)*",
         f"a{n} ::= t{n} (g{n} t{n}?)* | (g{n} t{n}?)+",
     ]
+
+
+def program_grammar() -> str:
+    """Grammar of a program grounder's reply: one fenced Python block and nothing else (no
+    prose before or after it, which a small model otherwise adds at length)."""
+    return (f"root ::= {_lit(p.PROGRAM_FENCE)} line line* \"```\"\n"
+            'line ::= [^`\\n]* "\\n"\n')

@@ -19,7 +19,7 @@ from lumos_graph.agent import protocol
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import run_action
 from lumos_graph.agent.few_shot_examples import EXAMPLES
-from lumos_graph.agent.grammar import ground_grammar, plan_grammar
+from lumos_graph.agent.grammar import ground_grammar, plan_grammar, program_grammar
 from lumos_graph.agent.model_calls import ModelReply, call_model
 from lumos_graph.agent.state import ActionRecord, LumosState
 from lumos_graph.errors import ConfigError
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 Mode = Literal["onepass", "iterative"]
+Grounding = Literal["actions", "program"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,15 @@ class AgentSpec:
     # results, and iterative grounding turns list the results of earlier subgoals
     answerer: BaseChatModel | None = None
     grounding_context: bool = False
+    # "actions": LUMOS action lines (R1 = Calculator(...)); "program" (OnePass): the whole plan
+    # grounded as one Python program, run once by the Code action
+    grounding: Grounding = "actions"
+
+    def __post_init__(self) -> None:
+        if self.grounding == "program" and self.mode != "onepass":
+            raise ConfigError("program grounding works with mode='onepass' only")
+        if self.grounding == "program" and "Code" not in self.actions.names:
+            raise ConfigError("program grounding needs the Code action (the maths tools)")
 
 
 # ---- model calls -----------------------------------------------------------------------------
@@ -170,6 +180,8 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     if not _calls_left(state, spec):
         return _cap(f"model-call cap ({spec.caps.max_model_calls}) reached while grounding")
     subgoals = state["subgoals"]
+    if spec.grounding == "program":
+        return _ground_program(state, spec, subgoals)
     listing = spec.actions.listing()
     turns = list(state.get("ground_turns", []))
     if spec.mode == "onepass":
@@ -199,6 +211,26 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     return {**update, "pending": [c.render() for c in calls]}
 
 
+def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
+    """Program grounding: the plan as one Python program, pending as one ``Code`` action."""
+    prompt = protocol.program_prompt(state["task"], subgoals)
+    reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
+                       grammar=program_grammar() if spec.use_grammar else None,
+                       sampling=state.get("sampling"))
+    text = reply.text
+    if text is None:
+        return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
+    update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
+                              "ground_turns": [prompt[-1], _assistant(text)]}
+    try:
+        code = protocol.parse_program(text)
+    except protocol.ParseError as exc:
+        return {**update, "pending": [], "errors": [str(exc)],
+                "actions": [_unparsed(state, spec, exc)]}
+    call = protocol.ActionCall((f"R{_next_variable(state)}",), "Code", code)
+    return {**update, "pending": [call.render()]}
+
+
 def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     """Run the pending actions in order, stopping at the first error."""
     variables = dict(state.get("variables", {}))
@@ -211,7 +243,7 @@ def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
             update.update(_cap(f"action cap ({spec.caps.max_actions}) reached"))
             break
         # re-parsing our own rendering of an already parsed call cannot fail
-        call = protocol.parse_actions(text)[0]
+        call = protocol.parse_call(text)
         record, values = run_action(
             call, spec.actions, variables, subgoal=subgoal, images=state.get("images", [])
         )

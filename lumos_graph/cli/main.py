@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset", nargs="?", default="maths-dev",
                     help="a built-in dataset (lumos-graph datasets) or a JSONL file")
     ev.add_argument("--agents", default="lumos-onepass,lumos-iterative,react,direct",
-                    help="comma-separated: lumos-onepass, lumos-iterative, react, direct "
-                         "(default: all four)")
+                    help="comma-separated: lumos-onepass, lumos-iterative, lumos-program "
+                         "(maths), react, direct (default: all but lumos-program)")
     ev.add_argument("--model", default="default", help="preset, .gguf path or hf: reference")
     ev.add_argument("--limit", type=int, default=None, help="only the first N examples")
     ev.add_argument("--out", default=None,

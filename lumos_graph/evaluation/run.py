@@ -5,6 +5,8 @@ example's ``kind``: ``maths`` → the maths set; ``yesno``/``qa`` → the comple
 the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 
 * ``lumos-onepass``, ``lumos-iterative``: :func:`~lumos_graph.graphs.lumos.create_lumos_agent`;
+* ``lumos-program``: OnePass with program grounding (maths): the planner's subgoals, then the
+  plain model writes them as one Python program that the ``Code`` action runs;
 * ``react``: LangChain's ``create_agent`` over our chat model's ``bind_tools`` (JSON tool calls
   under a grammar), the agent a LangChain user would build instead;
 * ``direct``: the model alone with a chain-of-thought prompt; on ``sql`` examples the
@@ -68,7 +70,7 @@ from lumos_graph.evaluation.metrics import majority_class, wilson_interval
 
 __all__ = ["AGENTS", "CallRecorder", "EvalOptions", "format_table", "run_eval"]
 
-AGENTS = ("lumos-onepass", "lumos-iterative", "react", "direct")
+AGENTS = ("lumos-onepass", "lumos-iterative", "lumos-program", "react", "direct")
 SUMMARY_KEYS = ("accuracy", "accuracy_ci95", "correct", "seconds_per_question",
                 "model_calls_per_question",
                 "completion_tokens_per_question", "prompt_tokens_per_question",
@@ -195,11 +197,14 @@ class _Agents:
             from lumos_graph.graphs.lumos import create_lumos_agent
             from lumos_graph.tools.toolsets import is_maths_only
 
-            mode = "onepass" if agent == "lumos-onepass" else "iterative"
+            mode = "iterative" if agent == "lumos-iterative" else "onepass"
             model = self.model
             if o.lumos_maths_model is not None and is_maths_only(tools):
                 model = o.lumos_maths_model
-            return create_lumos_agent(model, actions=tools, mode=mode,
+            # lumos-program: the (trained) planner, and the plain model writing the program
+            grounder = self.model if agent == "lumos-program" else None
+            return create_lumos_agent(model, grounder=grounder, actions=tools, mode=mode,
+                                      grounding="program" if grounder else "actions",
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals, samples=o.samples)
         if agent == "react":

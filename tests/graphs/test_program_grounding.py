@@ -1,0 +1,90 @@
+"""Program grounding: the OnePass plan grounded as one Python program that Code runs once."""
+
+from __future__ import annotations
+
+import pytest
+
+from lumos_graph.agent import protocol
+from lumos_graph.agent.actions import ActionSet
+from lumos_graph.agent.grammar import program_grammar
+from lumos_graph.errors import ConfigError
+from lumos_graph.graphs.lumos import create_lumos_agent
+from lumos_graph.tools.sandbox import code_action
+from tests.fakes import scripted, toy_actions
+
+PLAN = "Subgoal 1: Count the pencils in the boxes; Subgoal 2: Take away the ones given"
+PROGRAM = (
+    "```python\n"
+    "# Subgoal 1: Count the pencils in the boxes\n"
+    "pencils = 3 * 12\n"
+    "# Subgoal 2: Take away the ones given\n"
+    "answer = pencils - 10\n"
+    "```"
+)
+
+
+def agent(grounder_lines: list[str], **kwargs: object):
+    kwargs.setdefault("grounding", "program")
+    return create_lumos_agent(planner=scripted([PLAN]), grounder=scripted(grounder_lines),
+                              actions=ActionSet([code_action()]), **kwargs)
+
+
+def test_the_plan_becomes_one_program_run_once_by_code() -> None:
+    grounder = scripted([PROGRAM])
+    graph = create_lumos_agent(planner=scripted([PLAN]), grounder=grounder,
+                               actions=ActionSet([code_action()]), grounding="program")
+    out = graph.invoke({"task": "Tom has 3 boxes of 12 pencils and gives away 10. How many?"})
+    assert out["status"] == "answered", out["reason"]
+    assert out["answer"] == "26"
+    assert [a["tool"] for a in out["actions"]] == ["Code"]
+    assert out["actions"][0]["outputs"] == ["R1"]
+    assert "pencils = 3 * 12" in out["actions"][0]["args"]
+    # the grounder saw the task and the numbered plan, and wrote under the program grammar
+    prompt = grounder.prompts[0][-1].content
+    assert prompt.startswith("Problem: Tom has 3 boxes")
+    assert "1. Count the pencils in the boxes\n2. Take away the ones given" in prompt
+    assert grounder.call_kwargs[0]["stop"] is None
+    assert out["usage"]["model_calls"] == 2
+
+
+def test_a_program_error_is_a_failed_run_with_the_error() -> None:
+    out = agent(["```python\nanswer = pencils * 2\n```"]).invoke({"task": "How many?"})
+    assert out["status"] == "failed"
+    assert "NameError" in out["reason"]
+
+
+def test_a_reply_without_code_is_recorded_not_raised() -> None:
+    out = agent(["   "]).invoke({"task": "How many?"})
+    assert out["status"] == "failed"
+    assert out["errors"] and "no Python code" in out["errors"][0]
+
+
+def test_program_grounding_needs_onepass_and_the_code_action() -> None:
+    with pytest.raises(ConfigError, match="onepass"):
+        agent([PROGRAM], mode="iterative")
+    with pytest.raises(ConfigError, match="Code action"):
+        create_lumos_agent(planner=scripted([PLAN]), grounder=scripted([PROGRAM]),
+                           actions=toy_actions(), grounding="program")
+    with pytest.raises(ConfigError, match="grounding must be"):
+        agent([PROGRAM], grounding="python")  # type: ignore[arg-type]
+
+
+def test_parse_program_reads_the_first_fenced_block_or_bare_code() -> None:
+    assert protocol.parse_program(PROGRAM + "\nThis program counts.") == (
+        "# Subgoal 1: Count the pencils in the boxes\npencils = 3 * 12\n"
+        "# Subgoal 2: Take away the ones given\nanswer = pencils - 10")
+    assert protocol.parse_program("x = 2\nanswer = x + 1") == "x = 2\nanswer = x + 1"
+    assert protocol.parse_program("```python\nanswer = 1") == "answer = 1"  # cut by max_tokens
+    with pytest.raises(protocol.ParseError):
+        protocol.parse_program("```python\n```")
+
+
+def test_a_multi_line_call_round_trips_through_its_rendering() -> None:
+    call = protocol.ActionCall(("R1",), "Code", "a = 1\nb = (a, 2)\nanswer = a + b[1]")
+    assert protocol.parse_call(call.render()) == call
+
+
+def test_the_program_grammar_admits_one_fenced_block_only() -> None:
+    grammar = program_grammar()
+    assert grammar.startswith('root ::= "```python\\n" line line* "```"')
+    assert 'line ::= [^`\\n]* "\\n"' in grammar
