@@ -125,7 +125,7 @@ def load_models(err: TextIO, specs: Sequence[str], then: Any = None,
     chosen = [models[spec] for spec in specs]
     if then is not None:
         then(chosen)
-    with Spinner(err, "loading model"):
+    with Spinner(err, "loading model", after=0.0):
         for model in models.values():
             model.load()
     return chosen

@@ -100,7 +100,9 @@ class Spinner:
     """A spinner on stderr while a slow step runs. When stderr is not a terminal (a log, a
     pipe), a step that lasts longer than ``after`` seconds gets two plain lines instead: its
     start, and its end with the seconds it took (``plain=False``: nothing). Quick steps and
-    steps that fail at once (a user's mistake, one error line) print nothing."""
+    steps that fail at once (a user's mistake, one error line) print nothing. ``after=0``
+    prints the start line at once, before the step runs (loading a model: llama.cpp silences
+    the stderr file descriptor while it loads, which would swallow a later line)."""
 
     def __init__(self, err: TextIO | None, label: str, *, plain: bool = True,
                  after: float = 1.0) -> None:
@@ -117,13 +119,15 @@ class Spinner:
 
     def __enter__(self) -> Self:
         self.started = time.perf_counter()
-        if self.err or self.log:
+        if self.log and self.after <= 0:  # now, before work that may silence stderr's fd
+            self._announce()
+        elif self.err or self.log:
             self.thread.start()
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.done.set()
-        if self.err or self.log:
+        if self.thread.is_alive():
             self.thread.join()
         if self.log and self.announced and exc_type is None:
             print(f"lumos-graph: {self.label}: done in {time.perf_counter() - self.started:.1f} s",
@@ -138,7 +142,7 @@ class Spinner:
                 self.err.flush()
 
     def _announce(self) -> None:
-        if not self.done.wait(self.after):
+        if not self.done.wait(max(0.0, self.after)):
             print(f"lumos-graph: {self.label}...", file=self.log, flush=True)
             self.announced = True
 

@@ -282,7 +282,7 @@ class ChatLlamaCpp(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "llama_cpp"
-        params["ls_model_name"] = self._name()
+        params["ls_model_name"] = kwargs.get("model") or self._name()  # a per-call name wins
         return params
 
     def _name(self) -> str:

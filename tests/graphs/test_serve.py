@@ -52,9 +52,8 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (cwd / "server.log").open("w")
-        langgraph = Path(sys.executable).with_name("langgraph")
-        self.proc = subprocess.Popen(
-            [str(langgraph), "dev", "--port", str(self.port), "--no-browser", "--no-reload",
+        self.proc = subprocess.Popen(  # `langgraph dev`, run by this interpreter
+            [sys.executable, "-m", "langgraph_cli", "dev", "--port", str(self.port), "--no-browser", "--no-reload",
              "--config", str(config)],
             cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
