@@ -125,9 +125,14 @@ def load_models(err: TextIO, specs: Sequence[str], then: Any = None,
     chosen = [models[spec] for spec in specs]
     if then is not None:
         then(chosen)
-    with Spinner(err, "loading model", after=0.0):
-        for model in models.values():
-            model.load()
+    local = [m for m in models.values() if hasattr(m, "pooled")]  # llama.cpp in this process
+    for model in models.values():
+        if not hasattr(model, "pooled"):
+            model.load()  # a server: checks it answers (a clear error before any output)
+    if local:
+        with Spinner(err, "loading model", after=0.0):
+            for model in local:
+                model.load()
     return chosen
 
 
