@@ -20,6 +20,7 @@ events ``{"node": name, "delta": partial state}``, the same updates ``agent.stre
 from __future__ import annotations
 
 import operator
+import threading
 import time
 from functools import partial
 from typing import Annotated, Any, TypedDict
@@ -32,12 +33,15 @@ from langgraph.types import Checkpointer
 from lumos_graph.agent.report import run_report
 from lumos_graph.errors import ConfigError
 
-__all__ = ["FOLLOW_UP_TASK", "ChatState", "ChatTurn", "contextual_task", "create_chat_graph"]
+__all__ = [
+    "FOLLOW_UP_TASK", "ChatState", "ChatTurn", "TurnCancelledError", "contextual_task",
+    "create_chat_graph",
+]
 
 # The task a follow-up gives the agent. {earlier} holds one EARLIER_TURN per earlier turn.
 FOLLOW_UP_TASK = "{earlier}{message}"
 EARLIER_TURN = "{question}{answered} "
-EARLIER_ANSWER = " The answer was {answer}."
+EARLIER_ANSWER = " The answer was {answer}{stop}"  # {stop}: "." unless the answer ends one
 
 
 class ChatTurn(TypedDict):
@@ -69,14 +73,29 @@ def contextual_task(turns: list[ChatTurn], message: str, *, history: int = 3) ->
     earlier = "".join(
         EARLIER_TURN.format(
             question=turn["message"].strip(),
-            answered=(EARLIER_ANSWER.format(answer=str(turn["report"]["answer"]).strip().rstrip("."))
-                      if turn["report"].get("answer") not in (None, "") else ""))
+            answered=_answered(turn["report"].get("answer")))
         for turn in recent)
     return FOLLOW_UP_TASK.format(earlier=earlier, message=message.strip())
 
 
-def respond(state: ChatState, *, agent: Any, mode: str, history: int) -> dict[str, Any]:
-    """Run the agent on the new message with the earlier turns as context; add the turn."""
+class TurnCancelledError(Exception):
+    """The turn was cancelled (``cancel`` was set) before the agent finished."""
+
+
+def _answered(answer: Any) -> str:
+    text = "" if answer is None else str(answer).strip()
+    if not text:
+        return ""
+    return EARLIER_ANSWER.format(answer=text, stop="" if text.endswith((".", "!", "?")) else ".")
+
+
+def respond(state: ChatState, *, agent: Any, mode: str, history: int,
+            cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run the agent on the new message with the earlier turns as context; add the turn.
+
+    Raises:
+        TurnCancelledError: ``cancel`` was set; checked after each step of the agent.
+    """
     message = (state.get("message") or "").strip()
     if not message:
         raise ConfigError("the message is empty")
@@ -90,6 +109,8 @@ def respond(state: ChatState, *, agent: Any, mode: str, history: int) -> dict[st
             continue
         for node, delta in chunk.items():
             write({"node": node, "delta": delta or {}})
+        if cancel is not None and cancel.is_set():
+            raise TurnCancelledError("the turn was cancelled")
     report = run_report(final, mode=mode, seconds=time.perf_counter() - started)  # type: ignore[arg-type]
     return {"turns": [ChatTurn(message=message, report=report)]}
 
@@ -101,6 +122,7 @@ def create_chat_graph(
     history: int = 3,
     checkpointer: Checkpointer = None,
     name: str = "lumos-chat",
+    cancel: threading.Event | None = None,
 ) -> CompiledStateGraph:
     """A chat session over ``agent`` (a compiled LUMOS graph, e.g. ``create_lumos_agent()``).
 
@@ -112,11 +134,14 @@ def create_chat_graph(
         checkpointer: persists sessions: ``invoke({"message": ...}, {"configurable":
             {"thread_id": session}})``.
         name: the graph's name.
+        cancel: when set, the running turn stops after the agent's current step and the run
+            raises :class:`TurnCancelledError` (the session keeps its earlier turns).
     """
     if history < 0:
         raise ConfigError(f"history must be 0 or more turns, not {history}")
     builder = StateGraph(ChatState)
-    builder.add_node("respond", partial(respond, agent=agent, mode=mode, history=history))
+    builder.add_node("respond", partial(respond, agent=agent, mode=mode, history=history,
+                                        cancel=cancel))
     builder.add_edge(START, "respond")
     builder.add_edge("respond", END)
     return builder.compile(checkpointer=checkpointer, name=name)

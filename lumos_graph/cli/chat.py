@@ -14,8 +14,12 @@ line and the output has no escape codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -145,6 +149,7 @@ class _Chat:
     mode: str = ""
     mode_chosen: bool = False  # by --mode or /mode; otherwise the mode follows the tools
     graph: Any = field(default=None, repr=False)
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
         self.tools = self.args.tools
@@ -166,7 +171,7 @@ class _Chat:
         agent = build_agent(self.args, names, mode, self.err, checkpointer=False)
         self.mode = mode
         return create_chat_graph(agent, mode=mode, history=self.args.history,
-                                 checkpointer=self.store.saver)
+                                 checkpointer=self.store.saver, cancel=self.cancel)
 
     def start(self, session: str) -> None:
         self.session = session
@@ -187,6 +192,8 @@ class _Chat:
                 self._say(f"No answer ({report['status']}): {report['reason']}")
 
     def loop(self, lines: Any) -> int:
+        from lumos_graph.graphs.chat import TurnCancelledError
+
         for line in lines:
             text = line.strip()
             if not text:
@@ -199,8 +206,8 @@ class _Chat:
                 continue
             try:
                 self.turn(text)
-            except KeyboardInterrupt:
-                print("\n(turn cancelled; the session keeps its earlier turns)",
+            except (KeyboardInterrupt, TurnCancelledError):
+                print("(turn cancelled; the session keeps its earlier turns)",
                       file=self.err, flush=True)
         return 0
 
@@ -208,12 +215,14 @@ class _Chat:
         config = {"configurable": {"thread_id": self.session}}
         view = TraceView(self.out)
         final: dict[str, Any] = {}
-        for kind, chunk in self.graph.stream({"message": message}, config,
-                                             stream_mode=["custom", "values"]):
-            if kind == "custom":
-                view.update(chunk["node"], chunk["delta"])
-            else:
-                final = chunk
+        self.cancel.clear()
+        with _cancel_on_sigint(self.cancel):
+            for kind, chunk in self.graph.stream({"message": message}, config,
+                                                 stream_mode=["custom", "values"]):
+                if kind == "custom":
+                    view.update(chunk["node"], chunk["delta"])
+                else:
+                    final = chunk
         # The stream ends after LangGraph has written the run's checkpoints, so the answer is
         # printed only once the turn is saved.
         view.finish(final["turns"][-1]["report"])
@@ -257,6 +266,26 @@ class _Chat:
             self.tools = tools
             self.mode_chosen = self.mode_chosen or name == "/mode"
         self._say(f"tools: {self.tools}; mode: {self.mode}")
+
+
+@contextlib.contextmanager
+def _cancel_on_sigint(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C during a turn sets ``cancel`` before Python raises KeyboardInterrupt: LangGraph
+    waits for the running node when the interrupt unwinds the stream, and the node stops at
+    the agent's next step only when it sees ``cancel``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        cancel.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _lines(stdin: TextIO, out: TextIO, folder: Path) -> Any:

@@ -46,7 +46,7 @@ def test_piped_turns_persist_and_a_follow_up_carries_the_earlier_turn(tmp_path: 
     first = fake_chat(tmp_path, "--session", "t1", stdin=f"{Q1}\n\n{Q2}\n")
     assert first.returncode == 0, first.stderr
     # the fake agent answers with its task: the follow-up's task holds the first turn
-    assert answers(first.stdout) == [Q1, f"{Q1} The answer was {Q1}. {Q2}"]
+    assert answers(first.stdout) == [Q1, f"{Q1} The answer was {Q1} {Q2}"]
     assert f"> {Q1}" in first.stdout and f"> {Q2}" in first.stdout  # piped input is echoed
     assert "\x1b" not in first.stdout + first.stderr  # no escape codes without a terminal
     assert (tmp_path / "lumos-graph" / "chat.sqlite").is_file()
@@ -96,8 +96,35 @@ def test_sigkill_in_the_middle_of_a_turn_keeps_every_answered_turn(tmp_path: Pat
     assert resumed.returncode == 0, resumed.stderr
     assert "session k: 1 earlier turn" in resumed.stdout
     # the answered turn survived; the killed one is gone; the session goes on
-    assert answers(resumed.stdout) == [Q1, f"{Q1} The answer was {Q1}. {Q2}"]
+    assert answers(resumed.stdout) == [Q1, f"{Q1} The answer was {Q1} {Q2}"]
     assert fake_chat(tmp_path, "--list").stdout.split()[:3] == ["k", "2", "turns"]
+
+
+def test_ctrl_c_cancels_the_running_turn_and_keeps_the_session(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.cli.fake_chat_agent", "chat", "--session", "c"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(tmp_path), cwd=ROOT,
+    ) as proc:
+        guard = threading.Timer(120, proc.kill)
+        guard.start()
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{Q1}\nHANG on\n")
+            proc.stdin.flush()
+            _read_until(proc.stdout, "> HANG on")
+            _read_until(proc.stdout, "Subgoal 1:")  # the second turn runs
+            proc.send_signal(signal.SIGINT)
+            proc.stdin.write(f"{Q2}\n")  # the session goes on after the cancelled turn
+            proc.stdin.close()
+            rest = proc.stdout.read()
+            errors = proc.stderr.read() if proc.stderr else ""
+            proc.wait()
+        finally:
+            guard.cancel()
+    assert proc.returncode == 0, errors
+    assert "(turn cancelled; the session keeps its earlier turns)" in errors
+    assert answers(rest) == [f"{Q1} The answer was {Q1} {Q2}"]  # no answer for the cancelled
 
 
 def _run_in_process(monkeypatch: pytest.MonkeyPatch, data: Path, stdin: str,
