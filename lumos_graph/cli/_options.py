@@ -51,9 +51,10 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
                      help="LUMOS formulation (default: iterative with the qa or vqa tools, as "
                           "LUMOS-I is the better QA agent; onepass otherwise)")
     parser.add_argument("--model", default="default",
-                     help="preset name, path to a .gguf file, or hf:owner/repo/file.gguf "
-                          "(default: the default model; with only the maths tools, with the "
-                          "shipped LUMOS maths adapter)")
+                        help="preset name, path to a .gguf file, hf:owner/repo/file.gguf, or "
+                             "an OpenAI-compatible server: openai:http://host:port/v1[#MODEL] "
+                             "(vllm:URL for vLLM) (default: the default model; with only the "
+                             "maths tools, with the shipped LUMOS maths adapter)")
     parser.add_argument("--planner-model", default=None, help="a different model for planning")
     parser.add_argument("--grounder-model", default=None, help="a different model for grounding")
     parser.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
