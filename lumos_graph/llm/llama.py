@@ -83,6 +83,7 @@ _CALL_OPTIONS = frozenset(
     {"grammar", "temperature", "max_tokens", "seed", "tools", "tool_choice", "parallel_tool_calls"}
 )
 ToolSpec = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
+_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "tool_call_chunk", "function_call"})
 
 
 # --------------------------------------------------------------------------- prompt rendering
@@ -103,6 +104,8 @@ def _text(message: BaseMessage) -> str:
             parts.append(block)
         elif block.get("type") == "text":
             parts.append(str(block.get("text", "")))
+        elif block.get("type") in _CALL_BLOCKS:
+            continue  # a tool call in list content (Anthropic style): rendered from tool_calls
         else:
             raise ConfigError(f"ChatLlamaCpp handles text only, got a {block.get('type')!r} block")
     return "".join(parts)

@@ -69,3 +69,26 @@ class TestChatLlamaCppUnit(_Settings, ChatModelUnitTests):
 @pytest.mark.model
 class TestChatLlamaCppIntegration(_Settings, ChatModelIntegrationTests):
     """The standard integration suite on the real default model."""
+
+
+def test_tool_calls_in_list_content_render_once_from_tool_calls() -> None:
+    """Anthropic-style histories (the standard suite's list-content case): a ``tool_use``
+    block is not text; the call is rendered from ``tool_calls``, once."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from lumos_graph.llm.llama import chat_turns
+
+    call = {"id": "c1", "name": "add", "args": {"a": "1", "b": "2"}}
+    history = [
+        HumanMessage("What is 1 + 2"),
+        AIMessage(content=[{"type": "text", "text": "let me add"},
+                           {"type": "tool_use", "id": "c1", "name": "add", "input": call["args"]}],
+                  tool_calls=[{"type": "tool_call", **call}]),
+        ToolMessage('{"result": 3}', tool_call_id="c1"),
+    ]
+    assert chat_turns(history) == [
+        {"role": "user", "content": "What is 1 + 2"},
+        {"role": "assistant", "content": 'let me add\n<tool_call>\n{"name": "add", "arguments": '
+                                         '{"a": "1", "b": "2"}}\n</tool_call>'},
+        {"role": "user", "content": '<tool_response>\n{"result": 3}\n</tool_response>'},
+    ]
