@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the task, in quotes")
     add_agent_options(ask, images=True)
     ask.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    ask.add_argument("--agent", choices=("lumos", "alpha-umi"), default="lumos",
+                     help="lumos (plan, ground, execute; default) or alpha-umi (planner, "
+                          "caller, summarizer)")
+    ask.add_argument("--max-turns", type=int, default=10, help="alpha-umi: cap on planner turns")
     add_model_options(ask, samples=True)
     index = sub.add_parser("index", help="build or update the knowledge base of the qa tools")
     index.add_argument("paths", nargs="*", metavar="PATH",
@@ -293,9 +297,14 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         names.append("vqa")  # an image is there to be looked at
     if args.mode is None:
         args.mode = "iterative" if {"qa", "vqa"} & set(names) else "onepass"
-    agent = build_agent(args, names, args.mode, err)
+    if args.agent == "alpha-umi":
+        from lumos_graph.cli._alpha_umi import UmiTraceView, build_umi_agent
+
+        agent, view_class = build_umi_agent(args, names, err), UmiTraceView
+    else:
+        agent, view_class = build_agent(args, names, args.mode, err), TraceView
     state: dict[str, Any] = {}
-    view = None if args.json else TraceView(out)
+    view = None if args.json else view_class(out)
     with Spinner(err if view else None, "thinking", plain=False) as spinner:
         if view:
             view.task(question)
@@ -307,7 +316,13 @@ def _ask(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 spinner.clear()
                 for node, delta in chunk.items():
                     view.update(node, delta or {})
-    result = run_report(state, mode=args.mode, seconds=time.perf_counter() - started)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    if args.agent == "alpha-umi":
+        from lumos_graph.agent.umi_nodes import umi_report
+
+        result = umi_report(state, seconds=seconds)  # type: ignore[arg-type]
+    else:
+        result = run_report(state, mode=args.mode, seconds=seconds)  # type: ignore[arg-type]
     if view:
         view.finish(result)
     else:

@@ -1,0 +1,332 @@
+"""The alpha-UMi protocol: every model-facing text of the planner, caller and summarizer, their
+parsers and their GBNF grammars, built from one set of delimiters.
+
+Formats of alpha-UMi (arXiv 2401.07324), as its reference code writes them:
+
+* tool docs, one JSON object per line:
+  ``{"Name": ..., "function": ..., "input": {arg: "type, description"}}``;
+* the planner writes a rationale, then one decision: ``Next: caller.``, ``Next: conclusion.``
+  or ``Next: give up.`` (no decision found: conclusion, as the reference port falls back);
+* the caller writes ``Action: NAME`` and ``Action Input: {JSON arguments}``;
+* the shared history: ``user: Q</s>assistant: {thought}\\n Next: caller.</s>caller: Action:
+  f\\nAction Input: {...}</s>observation: {text}``, observations cut to 1,024 characters;
+* the summarizer ("conclusion") gives the final answer from the history alone.
+
+Each role sees one system turn (its job, the tool docs and, for the maths tools, one worked
+history in the same format) and one user turn holding the history; the release's single
+prompt string maps onto a chat model that way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from string import Template
+from typing import Any, Literal
+
+from lumos_graph.agent.actions import Action, ActionSet
+from lumos_graph.agent.protocol import ParseError, parse_short_answer, split_args
+from lumos_graph.errors import LumosError
+
+__all__ = [
+    "DECISIONS",
+    "OBSERVATION_LIMIT",
+    "CallerOutput",
+    "Decision",
+    "PlannerOutput",
+    "arguments",
+    "caller_grammar",
+    "caller_prompt",
+    "observation",
+    "parse_caller",
+    "parse_planner",
+    "parse_summary",
+    "planner_grammar",
+    "planner_prompt",
+    "render_call",
+    "render_decision",
+    "render_history",
+    "summarizer_prompt",
+    "tool_docs",
+]
+
+Decision = Literal["caller", "conclusion", "give up"]
+DECISIONS: tuple[Decision, ...] = ("caller", "conclusion", "give up")
+Turn = dict[str, str]
+
+# ---- delimiters ------------------------------------------------------------------------------
+EOS = "</s>"
+NEXT = "Next: "
+ACTION = "Action: "
+ACTION_INPUT = "Action Input: "
+OBSERVATION_LIMIT = 1024  # characters of an observation kept in the history (reference: 1024)
+ROLES = ("user", "assistant", "caller", "observation", "conclusion")
+
+_NEXT_RE = re.compile(r"Next:\s*(caller|conclusion|give\s*up)\s*\.?", re.IGNORECASE)
+_ACTION_RE = re.compile(r"Action\s*:\s*(?P<name>[^\n]*)", re.IGNORECASE)
+_INPUT_RE = re.compile(r"Action\s*Input\s*:\s*(?P<input>.*)", re.IGNORECASE | re.DOTALL)
+
+
+def _fill(template: Template, **values: str) -> str:
+    try:
+        return template.substitute(**values)
+    except KeyError as exc:  # a missing variable is a bug in our code: fail loudly
+        raise LumosError(f"prompt template needs {exc.args[0]!r}") from None
+
+
+# ---- templates -------------------------------------------------------------------------------
+TOOLS_HEAD = Template("You have access to the following tools:\n${docs}${notes}")
+PLANNER_SYSTEM = Template(
+    "You are the planner of a team of three: planner, caller and conclusion. ${tools}\n\n"
+    "Read the conversation history. Write one sentence saying what to do next, then on a new "
+    "line exactly one of:\nNext: caller.  (the caller will call one tool for that step)\n"
+    "Next: conclusion.  (the history already holds the answer; the conclusion will state it)\n"
+    "Next: give up.  (the tools cannot solve the task)${example}"
+)
+CALLER_SYSTEM = Template(
+    "You are the caller of a team of three: planner, caller and conclusion. ${tools}\n\n"
+    "Read the conversation history and call one tool for the planner's last step, in exactly "
+    "this format:\nAction: TOOL NAME\nAction Input: {JSON object of the tool's inputs}"
+    "${example}"
+)
+SUMMARIZER_SYSTEM = Template(
+    "You are the conclusion of a team of three: planner, caller and conclusion. Read the "
+    "conversation history and give the final answer to the user's question in a few words "
+    "on one line (a number alone for a calculation, yes or no for a yes/no question). No "
+    "explanation.${example}"
+)
+HISTORY = Template("The conversation history is:\n${history}")
+EXAMPLE = Template("\n\nAn example history:\n${history}")
+NOTES = Template("\n${notes}")
+NO_RESULT = "(no result)"
+ERROR_OBSERVATION = Template("Error: ${error}")
+
+# One worked history for the maths tools (any set with a Calculator).
+_EXAMPLE_TASK = ("Tom has 3 boxes of 12 pencils and gives away 10 pencils. How many pencils "
+                 "does he have now?")
+_EXAMPLE_TURNS: tuple[tuple[str, str], ...] = (
+    ("user", _EXAMPLE_TASK),
+    ("assistant", "Compute the pencils he has left: 3 boxes of 12 minus 10.\n Next: caller."),
+    ("caller", 'Action: Calculator\nAction Input: {"formula": "3 * 12 - 10"}'),
+    ("observation", "26"),
+    ("assistant", ("The calculator says 26 pencils are left, which answers the question.\n"
+                   " Next: conclusion.")),
+)
+_EXAMPLE_ANSWER = "26"
+
+
+# ---- rendering -------------------------------------------------------------------------------
+def tool_docs(actions: ActionSet) -> str:
+    """One JSON object per line per action, in alpha-UMi's tool-doc format."""
+    lines = []
+    for action in actions:
+        inputs = {p: "string" for p in action.params}
+        if action.variadic:
+            inputs[action.params[-1]] = "string, one or more values separated by commas"
+        lines.append(json.dumps({"Name": action.name, "function": action.description,
+                                 "input": inputs}, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def render_history(history: Sequence[Turn]) -> str:
+    """``role: content`` turns joined by ``</s>``, as alpha-UMi's history string."""
+    return EOS.join(f"{t['role']}: {t['content']}" for t in history)
+
+
+def render_decision(thought: str, decision: Decision) -> str:
+    """A planner turn as the history holds it: ``{thought}\\n Next: caller.``"""
+    return f"{thought.strip()}\n {NEXT}{decision}."
+
+
+def render_call(name: str, args: dict[str, Any]) -> str:
+    """A caller turn: ``Action: NAME\\nAction Input: {json}``."""
+    return f"{ACTION}{name}\n{ACTION_INPUT}{json.dumps(args, ensure_ascii=False)}"
+
+
+def observation(result: str | None, error: str | None) -> str:
+    """An observation as the history holds it, cut to :data:`OBSERVATION_LIMIT` characters."""
+    text = _fill(ERROR_OBSERVATION, error=error) if error else (result or NO_RESULT)
+    return text[:OBSERVATION_LIMIT]
+
+
+def _tools(actions: ActionSet) -> str:
+    notes = _fill(NOTES, notes=actions.notes) if actions.notes else ""
+    return _fill(TOOLS_HEAD, docs=tool_docs(actions), notes=notes)
+
+
+def _example(actions: ActionSet, upto: int, answer: bool = False) -> str:
+    if "Calculator" not in actions.names:
+        return ""
+    turns = [{"role": r, "content": c} for r, c in _EXAMPLE_TURNS[:upto]]
+    if answer:
+        turns.append({"role": "conclusion", "content": _EXAMPLE_ANSWER})
+    return _fill(EXAMPLE, history=render_history(turns))
+
+
+def _conversation(system: str, history: Sequence[Turn]) -> list[Turn]:
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": _fill(HISTORY, history=render_history(history))}]
+
+
+def planner_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
+    """The planner's conversation: its job, the tools, the history."""
+    system = _fill(PLANNER_SYSTEM, tools=_tools(actions),
+                   example=_example(actions, len(_EXAMPLE_TURNS)))
+    return _conversation(system, history)
+
+
+def caller_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
+    """The caller's conversation: its job, the tools, the history (ending with the plan)."""
+    system = _fill(CALLER_SYSTEM, tools=_tools(actions), example=_example(actions, 3))
+    return _conversation(system, history)
+
+
+def summarizer_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
+    """The summarizer's conversation: its job and the history alone (no tools)."""
+    system = _fill(SUMMARIZER_SYSTEM,
+                   example=_example(actions, len(_EXAMPLE_TURNS), answer=True))
+    return _conversation(system, history)
+
+
+# ---- parsing ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannerOutput:
+    """A parsed planner turn; ``fallback`` when no decision was found (then ``conclusion``)."""
+
+    thought: str
+    decision: Decision
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class CallerOutput:
+    """A parsed caller turn: the tool name as written and its JSON arguments (or the raw
+    input text when it is not a JSON object: ``args`` is then ``None``)."""
+
+    name: str
+    args: dict[str, Any] | None
+    raw_input: str
+
+
+def parse_planner(text: str) -> PlannerOutput:
+    """The rationale and decision of a planner output (the last ``Next:`` wins); without one,
+    the whole text is the rationale and the decision is ``conclusion``."""
+    matches = list(_NEXT_RE.finditer(text))
+    if not matches:
+        return PlannerOutput(text.strip(), "conclusion", fallback=True)
+    last = matches[-1]
+    word = " ".join(last.group(1).lower().split())
+    decision: Decision = "give up" if word.replace(" ", "") == "giveup" else word  # type: ignore[assignment]
+    return PlannerOutput(text[: last.start()].strip(), decision)
+
+
+def parse_caller(text: str) -> CallerOutput:
+    """``Action: NAME`` and ``Action Input: {...}`` of a caller output.
+
+    Raises:
+        ParseError: no ``Action:`` line, or no ``Action Input:``.
+    """
+    action = _ACTION_RE.search(text)
+    given = _INPUT_RE.search(text)
+    if action is None or not action.group("name").strip():
+        raise ParseError("no 'Action: NAME' line", text)
+    name = action.group("name").strip()
+    if given is None or given.start() < action.start():
+        raise ParseError("no 'Action Input: {...}' after the action", text)
+    raw = given.group("input").strip()
+    return CallerOutput(name, _json_object(raw), raw)
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def arguments(action: Action, call: CallerOutput) -> list[str]:
+    """The executor's string arguments of ``call`` for ``action``.
+
+    JSON keys are matched to the parameters by name; a one-parameter action also takes a
+    single value under another key. Input that is not JSON (a snapped ``Add(4, 6)``) is split
+    at top-level commas into the parameters by position. A variadic
+    last parameter is split at top-level commas, as LUMOS grounding does.
+
+    Raises:
+        ParseError: a parameter is missing (the message names the expected keys).
+    """
+    params = action.params
+    if call.args is None:  # a call-looking text, ``Add(4, 6)``: the values by position
+        high = None if action.variadic else len(params)
+        values = split_args(call.raw_input, high) if call.raw_input.strip() else []
+        if len(values) < len(params):
+            raise ParseError(f"Action Input of {action.name} must be a JSON object with "
+                             f"{_keys(action)}", call.raw_input)
+        return values
+    elif all(p in call.args for p in params):
+        values = [_text(call.args[p]) for p in params]
+    elif len(params) == 1 and len(call.args) == 1:
+        values = [_text(next(iter(call.args.values())))]
+    else:
+        missing = [p for p in params if p not in call.args]
+        raise ParseError(f"Action Input of {action.name} needs {_keys(action)}; missing "
+                         f"{', '.join(missing)}", call.raw_input)
+    if action.variadic:
+        values = [*values[:-1], *split_args(values[-1], None)]
+    return values
+
+
+def _keys(action: Action) -> str:
+    return "the keys " + ", ".join(f'"{p}"' for p in action.params)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def parse_summary(text: str) -> str | None:
+    """The summarizer's final answer (``None`` when it says it has none)."""
+    return parse_short_answer(text)
+
+
+# ---- grammars --------------------------------------------------------------------------------
+def _lit(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+@lru_cache(maxsize=8)
+def planner_grammar() -> str:
+    """A one-line rationale, a newline, then one of the three decisions."""
+    choices = " | ".join(_lit(d) for d in DECISIONS)
+    return (f'root ::= thought "\\n" " "? {_lit(NEXT)} ({choices}) "."\n'
+            "thought ::= [^\\n] [^\\n]*\n")
+
+
+@lru_cache(maxsize=64)
+def caller_grammar(actions: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """``Action: NAME\\nAction Input: {...}`` with NAME one of ``actions`` (``(name,
+    params)`` pairs, e.g. ``tuple((a.name, a.params) for a in action_set)``) and exactly that
+    action's keys, in order, each a JSON string or number."""
+    calls = []
+    for name, params in actions:
+        pairs = ' ", " '.join(f"{_lit(json.dumps(p) + ': ')} value" for p in params)
+        calls.append(f"{_lit(ACTION + name + chr(10) + ACTION_INPUT + '{')} {pairs} \"}}\"")
+    return "\n".join([
+        f"root ::= {' | '.join(calls)}",
+        'value ::= string | number',
+        'string ::= "\\"" char* "\\""',
+        'char ::= [^"\\\\\\n] | "\\\\" ["\\\\/nt]',
+        'number ::= "-"? [0-9]+ ("." [0-9]+)?',
+    ]) + "\n"
