@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="a built-in dataset (lumos-graph datasets) or a JSONL file")
     ev.add_argument("--agents", default="lumos-onepass,lumos-iterative,react,direct",
                     help="comma-separated: lumos-onepass, lumos-iterative, lumos-program "
-                         "(maths), react, direct (default: all but lumos-program)")
+                         "(maths), alpha-umi, react, direct (default: all but lumos-program "
+                         "and alpha-umi)")
     ev.add_argument("--model", default="default", help="preset, .gguf path or hf: reference")
     ev.add_argument("--limit", type=int, default=None, help="only the first N examples")
     ev.add_argument("--out", default=None,

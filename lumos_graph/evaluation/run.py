@@ -7,6 +7,8 @@ the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 * ``lumos-onepass``, ``lumos-iterative``: :func:`~lumos_graph.graphs.lumos.create_lumos_agent`;
 * ``lumos-program``: OnePass with program grounding (maths): the planner's subgoals, then the
   plain model writes them as one Python program that the ``Code`` action runs;
+* ``alpha-umi``: :func:`~lumos_graph.graphs.alpha_umi.create_alpha_umi_agent` (planner, caller
+  and summarizer, all the run's model; its trajectories add ``history`` and ``decisions``);
 * ``react``: LangChain's ``create_agent`` over our chat model's ``bind_tools`` (JSON tool calls
   under a grammar), the agent a LangChain user would build instead;
 * ``direct``: the model alone with a chain-of-thought prompt; on ``sql`` examples the
@@ -70,7 +72,7 @@ from lumos_graph.evaluation.metrics import majority_class, wilson_interval
 
 __all__ = ["AGENTS", "CallRecorder", "EvalOptions", "format_table", "run_eval"]
 
-AGENTS = ("lumos-onepass", "lumos-iterative", "lumos-program", "react", "direct")
+AGENTS = ("lumos-onepass", "lumos-iterative", "lumos-program", "alpha-umi", "react", "direct")
 SUMMARY_KEYS = ("accuracy", "accuracy_ci95", "correct", "seconds_per_question",
                 "model_calls_per_question",
                 "completion_tokens_per_question", "prompt_tokens_per_question",
@@ -207,6 +209,10 @@ class _Agents:
                                       grounding="program" if grounder else "actions",
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals, samples=o.samples)
+        if agent == "alpha-umi":
+            from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
+
+            return create_alpha_umi_agent(self.model, actions=tools)
         if agent == "react":
             from lumos_graph.graphs.react import create_react_agent
 
@@ -261,6 +267,9 @@ def _run_one(agents: _Agents, agent: str, item: dict[str, Any], dataset: str) ->
             "ground_turns": list(state.get("ground_turns", [])),
             "format_errors": len(state.get("errors", [])),
         }
+        if agent == "alpha-umi":  # every role's turn in alpha-UMi's format, and the decisions
+            record["history"] = list(state.get("history", []))
+            record["decisions"] = list(state.get("decisions", []))
     if record["status"] == "running":
         record["status"] = "failed"
     result = score(item, record["answer"], actions=record["actions"])
@@ -287,6 +296,7 @@ def _run_one(agents: _Agents, agent: str, item: dict[str, Any], dataset: str) ->
         "subgoals": record["subgoals"],
         "plan_turns": record["plan_turns"],
         "ground_turns": record["ground_turns"],
+        **{k: record[k] for k in ("history", "decisions") if k in record},
     }
 
 
