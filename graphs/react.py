@@ -11,30 +11,48 @@ calls: LangChain's ``ModelCallLimitMiddleware`` then ends it with a marked messa
 :func:`react_status`). Nothing raises at the caller for a model's mistake: a tool's failure,
 an unknown tool or bad arguments come back to the model as tool messages with
 ``status="error"``.
+
+AgentTuning's safeguards (:mod:`lumos_graph.agent.safeguards`) run as one middleware,
+:class:`AgentTuningMiddleware`: three identical model outputs in a row end the run with
+``status`` ``failed`` and a ``reason`` in the state; a tool call with the same name and
+arguments as an earlier one is not run again (the model reads why, and the call limit counts
+the model call); for a model without a grammar, an unknown tool name is snapped to the
+closest tool (``response_metadata["snapped"]``) or gets one format error, and a second
+malformed call ends the run.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from string import Template
 from typing import Any, Literal
 
 from langchain.agents import create_agent
-from langchain.agents.middleware import ModelCallLimitMiddleware, hook_config
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    AgentState,
+    ModelCallLimitMiddleware,
+    ToolCallRequest,
+    hook_config,
+)
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.tools import StructuredTool, ToolException
 from langgraph.graph.state import CompiledStateGraph
+from typing_extensions import NotRequired
 
 from lumos_graph.agent import protocol
+from lumos_graph.agent import safeguards as guard
 from lumos_graph.agent.actions import Action, ActionSet, as_values
 from lumos_graph.agent.execution import describe_error
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import as_chat_model
 from lumos_graph.tools.toolsets import ToolLike, create_actions
 
-__all__ = ["LIMIT_REASON", "action_tool", "create_react_agent", "react_answer", "react_status"]
+__all__ = ["LIMIT_REASON", "AgentTuningMiddleware", "action_tool", "create_react_agent",
+           "react_answer", "react_status"]
 
 REACT_SYSTEM_PROMPT = Template(
     "You are a helpful assistant. Solve the user's task step by step, calling the tools when "
@@ -75,7 +93,7 @@ def action_tool(action: Action, images: Sequence[str | bytes] = ()) -> Structure
             args = [*args[:-1], *protocol.split_args(args[-1], None)]
         try:
             values = as_values(action.executor(*args, **extra))
-        except Exception as exc:  # noqa: BLE001 - a tool failure is an observation, never a crash
+        except Exception as exc:  # a tool failure is an observation, never a crash
             raise ToolException(describe_error(exc)) from exc
         return ", ".join(value.shown() for value in values)
 
@@ -106,6 +124,124 @@ class _ModelCallLimit(ModelCallLimitMiddleware):
         return update
 
 
+class _GuardedState(AgentState[Any]):
+    status: NotRequired[str]
+    reason: NotRequired[str]
+    format_errors: NotRequired[int]
+
+
+class AgentTuningMiddleware(AgentMiddleware[_GuardedState, Any]):
+    """AgentTuning's runtime rules for a LangChain agent (see the module docstring).
+
+    Args:
+        tool_names: the agent's tools, the admissible actions of snapping.
+        snap_calls: snap unknown tool names and answer malformed calls with a format error
+            (for models without a grammar; a grammar makes both impossible).
+        guards: the rules' settings (``None``: AgentTuning's values).
+    """
+
+    state_schema = _GuardedState
+
+    def __init__(self, tool_names: Sequence[str], *, snap_calls: bool,
+                 guards: guard.Safeguards | None = None) -> None:
+        super().__init__()
+        self.tool_names = list(tool_names)
+        self.snap_calls = snap_calls
+        self.guards = guards or guard.Safeguards()
+
+    @property
+    def name(self) -> str:
+        return "AgentTuningSafeguards"
+
+    @hook_config(can_jump_to=["end", "model"])
+    def after_model(self, state: _GuardedState, runtime: Any) -> dict[str, Any] | None:
+        messages = list(state["messages"])
+        outputs = [_raw_output(m) for m in _this_run(messages) if isinstance(m, AIMessage)]
+        if guard.repeated_output(outputs, self.guards.max_repeats):
+            return {"status": "failed", "jump_to": "end",
+                    "reason": guard.repeat_reason("model", outputs[-1], self.guards.max_repeats)}
+        last = messages[-1] if messages else None
+        if not self.snap_calls or not isinstance(last, AIMessage):
+            return None
+        calls, snaps, unknown = [], [], []
+        for call in last.tool_calls:
+            found = (None if call["name"] in self.tool_names else
+                     guard.snap(call["name"], self.tool_names, self.guards.snap_threshold))
+            if found is not None:
+                snaps.append({"written": found.written, "action": found.action,
+                              "score": found.score})
+                call = {**call, "name": found.action}
+            elif call["name"] not in self.tool_names:
+                unknown.append(call["name"])
+            calls.append(call)
+        update: dict[str, Any] = {}
+        if snaps:  # same id: add_messages replaces the model's message with the snapped one
+            meta = {**last.response_metadata, "snapped": snaps}
+            last = last.model_copy(update={"tool_calls": calls, "response_metadata": meta})
+            update["messages"] = [last]
+        broken = [c.get("name") or "?" for c in last.invalid_tool_calls]
+        if not unknown and not broken:
+            return update or None
+        errors = state.get("format_errors", 0)
+        names = ", ".join(map(repr, unknown + broken))
+        if not guard.format_retry_left(errors, self.guards):
+            return {**update, "status": "failed", "jump_to": "end",
+                    "reason": f"the model's tool call is malformed again ({names})"}
+        update["format_errors"] = errors + 1
+        if broken and not last.tool_calls:  # nothing to run: the format error goes back now
+            feedback = guard.format_feedback(f"the call of {names} is not valid JSON",
+                                             self.tool_names)
+            update["messages"] = [*update.get("messages", []), HumanMessage(feedback)]
+            update["jump_to"] = "model"
+        return update  # an unknown name's error comes back as its tool message
+
+    def wrap_tool_call(self, request: ToolCallRequest,
+                       handler: Callable[[ToolCallRequest], Any]) -> Any:
+        call = request.tool_call
+        earlier = _earlier_result(list(request.state["messages"]), call["name"], call["args"])
+        if earlier is None:
+            return handler(request)
+        return ToolMessage(guard.duplicate_feedback(earlier), tool_call_id=call["id"],
+                           name=call["name"], status="error",
+                           additional_kwargs={"duplicate": True})
+
+
+def _this_run(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """The messages after the last user message (a thread may hold earlier tasks)."""
+    starts = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)
+              and not m.text.startswith("Format error:")]
+    return list(messages[starts[-1] + 1:] if starts else messages)
+
+
+def _raw_output(message: AIMessage) -> str:
+    calls = [(c["name"], c["args"]) for c in message.tool_calls]
+    bad = [(c.get("name"), c.get("args")) for c in message.invalid_tool_calls]
+    return message.text + (json.dumps([calls, bad], sort_keys=True, default=str)
+                           if calls or bad else "")
+
+
+def _earlier_result(messages: Sequence[AnyMessage], name: str,
+                    args: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The earlier executed call of ``name`` with ``args`` in this run, as an action record
+    (``tool``, ``result`` or ``error``); ``None`` when the call is new. The model message
+    being executed (the last one) does not count."""
+    run = _this_run(messages)
+    key = guard.call_key(name, dict(args))
+    ai = [i for i, m in enumerate(run) if isinstance(m, AIMessage)]
+    for i in ai[:-1]:
+        for call in run[i].tool_calls:  # type: ignore[union-attr]
+            if guard.call_key(call["name"], dict(call["args"])) != key:
+                continue
+            reply = next((m for m in run[i + 1:] if isinstance(m, ToolMessage)
+                          and m.tool_call_id == call["id"]), None)
+            if reply is None or reply.additional_kwargs.get("duplicate"):
+                continue
+            failed = getattr(reply, "status", "success") == "error"
+            return {"tool": name, "result": None if failed else [reply.text],
+                    "error": reply.text if failed else None}
+    return None
+
+
 def create_react_agent(
     model: BaseChatModel | str | None = None,
     actions: ActionSet | str | Sequence[ToolLike] | None = None,
@@ -113,6 +249,7 @@ def create_react_agent(
     max_model_calls: int = 16,
     images: Sequence[str | bytes] = (),
     system_prompt: str | None = None,
+    guards: guard.Safeguards | None = None,
     name: str = "react",
 ) -> CompiledStateGraph:
     """Create the ReAct baseline agent: LangChain's ``create_agent`` over ``actions``.
@@ -128,6 +265,8 @@ def create_react_agent(
             build one agent per image set.
         system_prompt: replaces the default system prompt (the action set's notes, such as a
             database schema, are appended to the default one only).
+        guards: settings of AgentTuning's safeguards (:class:`AgentTuningMiddleware`);
+            ``None``: AgentTuning's values.
         name: the graph's name.
 
     Returns:
@@ -140,6 +279,7 @@ def create_react_agent(
     if max_model_calls < 1:
         raise ConfigError(f"max_model_calls must be at least 1, got {max_model_calls}")
     chat_model = as_chat_model(model)
+    guards = guards or guard.Safeguards()
     action_set = (
         actions if isinstance(actions, ActionSet)
         else create_actions("maths" if actions is None else actions, model=chat_model)
@@ -151,17 +291,24 @@ def create_react_agent(
         chat_model,
         tools=[action_tool(action, images) for action in action_set],
         system_prompt=system_prompt,
-        middleware=[_ModelCallLimit(run_limit=max_model_calls, exit_behavior="end")],
+        middleware=[
+            _ModelCallLimit(run_limit=max_model_calls, exit_behavior="end"),
+            AgentTuningMiddleware(action_set.names, guards=guards,
+                                  snap_calls=not getattr(chat_model, "accepts_grammar", False)),
+        ],
         name=name,
     )
     # The call limit ends every run; LangGraph's recursion limit must never end it first. A
-    # model call is four supersteps (limit check, model, call count, tools).
-    return agent.with_config(recursion_limit=4 * max_model_calls + 10)
+    # model call is five supersteps (limit check, model, safeguards, call count, tools).
+    return agent.with_config(recursion_limit=5 * max_model_calls + 10)
 
 
 def react_status(state: Mapping[str, Any]) -> Literal["answered", "cap_reached", "failed"]:
     """How a ReAct run ended: with an answer, at the model call limit, or without an answer
-    (the last reply was a broken tool call, or empty)."""
+    (the last reply was a broken tool call, or empty, or the safeguards ended the run:
+    ``state["reason"]`` says why)."""
+    if state.get("status") == "failed":  # AgentTuning's safeguards ended the run
+        return "failed"
     messages = state.get("messages") or []
     last = messages[-1] if messages else None
     if isinstance(last, AIMessage) and last.response_metadata.get("finish_reason") == LIMIT_REASON:

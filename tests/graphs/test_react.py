@@ -99,7 +99,7 @@ def test_a_multi_value_action_returns_all_values() -> None:
 
 
 def test_the_model_call_limit_ends_the_run_without_an_answer() -> None:
-    model = fake(call("Add", a="1", b="1") for _ in itertools.count())
+    model = fake(call("Add", a="1", b=str(k)) for k in itertools.count())
     out = run(model, max_model_calls=3)  # never raises GraphRecursionError
     assert len(model.prompts) == 3
     assert len(tool_messages(out)) == 3
@@ -109,7 +109,7 @@ def test_the_model_call_limit_ends_the_run_without_an_answer() -> None:
 
 @pytest.mark.parametrize("limit", [1, 16])
 def test_the_recursion_limit_never_ends_a_run_first(limit: int) -> None:
-    model = fake(call("Add", a="1", b="1") for _ in itertools.count())
+    model = fake(call("Add", a="1", b=str(k)) for k in itertools.count())
     assert react_status(run(model, max_model_calls=limit)) == "cap_reached"
     assert len(model.prompts) == limit
 
@@ -117,8 +117,14 @@ def test_the_recursion_limit_never_ends_a_run_first(limit: int) -> None:
 def test_a_run_ending_on_a_broken_call_has_no_answer() -> None:
     broken = AIMessage("", invalid_tool_calls=[{"type": "invalid_tool_call", "name": "Add",
                                                 "args": '{"a": "1', "id": "x", "error": "cut"}])
-    out = run(fake([broken]))
+    cut = AIMessage("", invalid_tool_calls=[{"type": "invalid_tool_call", "name": "Add",
+                                             "args": '{"a": "2', "id": "y", "error": "cut"}])
+    model = fake([broken, cut])
+    out = run(model)  # a model without a grammar gets one format error back, then fails
+    assert len(model.prompts) == 2
+    assert model.prompts[1][-1].text.startswith("Format error: the call of 'Add' is not valid")
     assert react_answer(out) is None and react_status(out) == "failed"
+    assert "malformed again" in out["reason"]
 
 
 @pytest.mark.parametrize(
