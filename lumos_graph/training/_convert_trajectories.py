@@ -1,7 +1,7 @@
 """Training examples from ``lumos-graph eval`` trajectories, filtered as AgentTuning filters.
 
-Only ``lumos-onepass`` and ``lumos-iterative`` rows hold LUMOS module conversations
-(``plan_turns``, ``ground_turns``; see :mod:`lumos_graph.evaluation.run`). A row is kept when its
+Only ``lumos-onepass``, ``lumos-iterative`` and ``lumos-program`` rows hold LUMOS module
+conversations (``plan_turns``, ``ground_turns``; see :mod:`lumos_graph.evaluation.run`). A row is kept when its
 reward reaches the threshold (AgentTuning keeps ``r = 1``), the run answered, both
 conversations are well formed (user first, then turns alternating, an assistant turn last)
 and, unless ``keep_errors``, the run made no format or tool error (a correct answer reached
@@ -16,13 +16,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lumos_graph.agent import protocol
 from lumos_graph.errors import ConfigError
 from lumos_graph.jsonl import json_lines
 from lumos_graph.training._convert_render import TrainingSet, file_name
 
 __all__ = ["from_trajectories"]
 
-_FORMULATION = {"lumos-onepass": "onetime", "lumos-iterative": "iterative"}
+_FORMULATION = {"lumos-onepass": "onetime", "lumos-iterative": "iterative",
+                "lumos-program": "program"}
 _DOMAIN = {"maths": "maths", "yesno": "complex_qa", "qa": "complex_qa", "sql": "sql",
            "vqa": "multimodal"}
 
@@ -52,7 +54,7 @@ def from_trajectories(paths: Sequence[str | Path], *, min_reward: float = 1.0,
         kept += 1
         domain = _DOMAIN.get(str(row.get("kind", "maths")), "maths")
         formulation = _FORMULATION[row["agent"]]
-        for module, turns in (("plan", row["plan_turns"]), ("ground", row["ground_turns"])):
+        for module, turns in _modules(row):
             name = file_name(domain, module, formulation)
             messages = [{"role": t["role"], "content": t["content"]} for t in turns]
             key = (name, json.dumps(messages, ensure_ascii=False))
@@ -73,6 +75,14 @@ def from_trajectories(paths: Sequence[str | Path], *, min_reward: float = 1.0,
         "min_reward": min_reward,
     }
     return result
+
+
+def _modules(row: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The module conversations of a kept row. A ``lumos-program`` row trains the program
+    grounder only (its planner is the trained OnePass planner), with the system turn it sees."""
+    if row["agent"] == "lumos-program":
+        return [("ground", [protocol.program_prompt("", [])[0], *row["ground_turns"]])]
+    return [("plan", row["plan_turns"]), ("ground", row["ground_turns"])]
 
 
 def _rows(paths: Sequence[str | Path]) -> Iterator[dict[str, Any]]:

@@ -292,6 +292,18 @@ def test_trajectories_keep_successful_lumos_runs_once(tmp_path: Path) -> None:
     assert loose.report["kept"] == 4
 
 
+def test_a_program_run_trains_the_program_grounder_with_its_system_turn(tmp_path: Path) -> None:
+    ground = [{"role": "user", "content": "Problem: T\n\nPlan:\n1. Add."},
+              {"role": "assistant", "content": "```python\nanswer = 2 + 3\n```"}]
+    path = tmp_path / "lumos-program.jsonl"
+    path.write_text(json.dumps(trajectory("p", agent="lumos-program", ground_turns=ground)) + "\n")
+    result = td.trajectories_to_training([path])
+    assert result.report["examples"] == {"lumos_maths_ground_program": 1}
+    messages = result.files["lumos_maths_ground_program"][0]["messages"]
+    assert messages[0]["role"] == "system" and "Python program" in messages[0]["content"]
+    assert messages[1:] == ground
+
+
 # ---- mixing -------------------------------------------------------------------------------------
 def test_mix_makes_agent_data_eta_of_the_mixture() -> None:
     agent = [{"id": f"a{k}", "messages": []} for k in range(20)]
