@@ -98,7 +98,12 @@ SUMMARIZER_SYSTEM = Template(
     "on one line (a number alone for a calculation, yes or no for a yes/no question). No "
     "explanation.${example}"
 )
-HISTORY = Template("The conversation history is:\n${history}")
+HISTORY = Template("The conversation history is:\n${history}\n\n${ask}")
+# The last line of each role's user turn: small models follow the instruction they read last.
+PLANNER_ASK = "What should be done next? One sentence, then the Next: line."
+CALLER_ASK = "Call one tool for the planner's last step."
+SUMMARIZER_ASK = ("The final answer to the user's question, in a few words (a number alone "
+                  "for a calculation):")
 EXAMPLE = Template("\n\nAn example history:\n${history}")
 NOTES = Template("\n${notes}")
 NO_RESULT = "(no result)"
@@ -166,29 +171,29 @@ def _example(actions: ActionSet, upto: int, answer: bool = False) -> str:
     return _fill(EXAMPLE, history=render_history(turns))
 
 
-def _conversation(system: str, history: Sequence[Turn]) -> list[Turn]:
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": _fill(HISTORY, history=render_history(history))}]
+def _conversation(system: str, history: Sequence[Turn], ask: str) -> list[Turn]:
+    user = _fill(HISTORY, history=render_history(history), ask=ask)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def planner_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
     """The planner's conversation: its job, the tools, the history."""
     system = _fill(PLANNER_SYSTEM, tools=_tools(actions),
                    example=_example(actions, len(_EXAMPLE_TURNS)))
-    return _conversation(system, history)
+    return _conversation(system, history, PLANNER_ASK)
 
 
 def caller_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
     """The caller's conversation: its job, the tools, the history (ending with the plan)."""
     system = _fill(CALLER_SYSTEM, tools=_tools(actions), example=_example(actions, 3))
-    return _conversation(system, history)
+    return _conversation(system, history, CALLER_ASK)
 
 
 def summarizer_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
     """The summarizer's conversation: its job and the history alone (no tools)."""
     system = _fill(SUMMARIZER_SYSTEM,
                    example=_example(actions, len(_EXAMPLE_TURNS), answer=True))
-    return _conversation(system, history)
+    return _conversation(system, history, SUMMARIZER_ASK)
 
 
 # ---- parsing ---------------------------------------------------------------------------------

@@ -66,10 +66,10 @@ def test_the_history_reaches_each_role_in_alpha_umi_format() -> None:
                       "Done.\nNext: conclusion.", "5"])
     create_alpha_umi_agent(model, actions=toy_actions()).invoke({"task": TASK})
     summarizer_prompt = model.prompts[-1][-1].text
-    assert summarizer_prompt.endswith(
-        f"user: {TASK}</s>assistant: Add.\n Next: caller.</s>caller: Action: Add\n"
-        'Action Input: {"a": "2", "b": "3"}</s>observation: 5</s>assistant: Done.\n'
-        " Next: conclusion.")
+    assert summarizer_prompt.startswith(
+        f"The conversation history is:\nuser: {TASK}</s>assistant: Add.\n Next: caller.</s>"
+        'caller: Action: Add\nAction Input: {"a": "2", "b": "3"}</s>observation: 5</s>'
+        "assistant: Done.\n Next: conclusion.\n\nThe final answer")
     planner_system = model.prompts[0][0].text
     assert '{"Name": "Add", "function": "Add two integers", "input": {"a": "string", ' \
            '"b": "string"}}' in planner_system
