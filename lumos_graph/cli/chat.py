@@ -93,18 +93,18 @@ class _Store:
 
     def sessions(self) -> list[tuple[str, int, str]]:
         """``(name, turns, last updated)`` of every session, most recent first."""
-        rows = self.conn.execute(
-            "SELECT thread_id, MAX(checkpoint_id) FROM checkpoints WHERE checkpoint_ns = '' "
-            "GROUP BY thread_id").fetchall()
+        threads = self.conn.execute(  # the saver lists checkpoints, not threads
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''").fetchall()
         found = []
-        for thread, _ in rows:
-            turns = self.turns(thread)
+        for (thread,) in threads:
             saved = self.saver.get_tuple({"configurable": {"thread_id": thread}})
-            when = saved.checkpoint["ts"] if saved else ""
-            found.append((thread, len(turns), when))
+            if saved is not None:
+                turns = saved.checkpoint["channel_values"].get("turns", [])
+                found.append((thread, len(turns), saved.checkpoint["ts"]))
         return sorted(found, key=lambda row: row[2], reverse=True)
 
     def turns(self, session: str) -> list[dict[str, Any]]:
+        """The finished turns of ``session`` (none for a new one)."""
         saved = self.saver.get_tuple({"configurable": {"thread_id": session}})
         if saved is None:
             return []
