@@ -9,7 +9,9 @@ arguments. LUMOS pseudo code such as
 **Your tools inside Code.** The tools a user registers beside the maths set (typed functions,
 LangChain tools, see :func:`lumos_graph.tools.toolsets.create_actions`) are actions of their
 own *and* functions of the same name inside ``Code``, the way smolagents exposes tools to code:
-``Code(unit_price("apple") * 6)``. Such a call does not run in the sandbox: the worker sends
+``Code(unit_price("apple") * 6)``; as on an action line, a bare word the snippet never defines
+is text there (``unit_price(apple)`` is ``unit_price("apple")``). Such a call does not run in
+the sandbox: the worker sends
 the tool's name and arguments to the host process, which runs the tool exactly as an action
 line would (arguments as text, converted to the tool's types), and sends the result back.
 Tool calls count against the snippet's time limit; when the time is up the worker is killed
@@ -211,6 +213,7 @@ def run_code(*parts: str, host: Mapping[str, Callable[..., Any]] | None = None) 
     printed = _Printer()
     env = _namespace(printed)
     env.update(host or {})
+    _words_as_text(tree, set(host or {}), set(env) | set(_BUILTINS))
     body = list(tree.body)
     last = body.pop() if body and isinstance(body[-1], ast.Expr) else None
     assert last is None or isinstance(last, ast.Expr)
@@ -297,6 +300,36 @@ def _split_top_commas(text: str) -> list[str]:
             start = i + 1
     parts.append(text[start:].strip())
     return parts
+
+
+def _words_as_text(tree: ast.Module, tools: set[str], known: set[str]) -> None:
+    """In a call of a tool, a bare word the snippet never defines is its text, as on an action
+    line: ``unit_price(apple)`` is ``unit_price("apple")``."""
+    if not tools:
+        return
+    defined = known | {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.id] if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)
+            else [node.name] if isinstance(node, ast.FunctionDef)
+            else [node.arg] if isinstance(node, ast.arg)
+            else [(node.asname or node.name).split(".")[0]] if isinstance(node, ast.alias)
+            else []
+        )
+    }
+
+    def text(arg: ast.expr) -> ast.expr:
+        if isinstance(arg, ast.Name) and arg.id not in defined:
+            return ast.copy_location(ast.Constant(arg.id), arg)
+        return arg
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in tools:
+            node.args = [text(a) for a in node.args]
+            for keyword in node.keywords:
+                keyword.value = text(keyword.value)
 
 
 def _check(tree: ast.Module) -> None:

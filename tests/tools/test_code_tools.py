@@ -85,6 +85,19 @@ def test_a_user_tool_is_its_own_action_and_a_function_inside_code(actions: Actio
     assert number(run(actions, "apply_discount(amount=3, percent=10)")) == round(3 * 0.9, 2)
 
 
+def test_a_bare_word_given_to_a_tool_is_its_text_as_on_an_action_line(
+    actions: ActionSet,
+) -> None:
+    assert number(run(actions, "unit_price(apple) * 6")) == 6 * PRICES["apple"]
+    assert number(run(actions, "unit_price(item=bread)")) == PRICES["bread"]
+    # a name the snippet defines keeps its value; other names stay Python names
+    assert number(run(actions, "apple = 'bread'\nunit_price(apple)")) == PRICES["bread"]
+    with pytest.raises(ToolError, match="NameError: name 'apple' is not defined"):
+        run(actions, "apple * 2")
+    with pytest.raises(ToolError, match="may not use eval"):
+        run(actions, "unit_price(eval)")
+
+
 def test_the_tool_runs_in_the_host_process_not_in_the_sandbox(actions: ActionSet) -> None:
     assert run(actions, 'host_pid("x")') == str(os.getpid())
     assert actions.get("Code").executor.worker.pid != os.getpid()
