@@ -55,6 +55,11 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
                              "an OpenAI-compatible server: openai:http://host:port/v1[#MODEL] "
                              "(vllm:URL for vLLM) (default: the default model; with only the "
                              "maths tools, with the shipped LUMOS maths adapter)")
+    parser.add_argument("--grounding", choices=("actions", "program"), default=None,
+                        help="ground into LUMOS action lines, or (onepass, maths) into one Python "
+                             "program run by Code (default: program for the default model with "
+                             "only the maths tools in onepass, the winner on maths-val; actions "
+                             "otherwise)")
     parser.add_argument("--planner-model", default=None, help="a different model for planning")
     parser.add_argument("--grounder-model", default=None, help="a different model for grounding")
     parser.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
@@ -143,8 +148,8 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
     models loaded (``"default"`` with only the maths tools: the trained adapter). A bad
     ``--db``, ``--kb``, ... fails before any model loads. ``agent_options`` go to
     ``create_lumos_agent`` (e.g. ``checkpointer``)."""
-    from lumos_graph.graphs.lumos import create_lumos_agent
-    from lumos_graph.llm.models import lumos_default
+    from lumos_graph.graphs.lumos import create_lumos_agent, default_grounding
+    from lumos_graph.llm.models import DEFAULT_PRESET, lumos_default
     from lumos_graph.tools.toolsets import create_actions, is_maths_only
 
     built: list[Any] = []
@@ -157,6 +162,11 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
 
     specs = [lumos_default(spec, maths_only=is_maths_only(names))
              for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
+    grounding = args.grounding or default_grounding(
+        None if args.planner_model or args.grounder_model else args.model, mode, names)
+    if grounding == "program" and not args.grounder_model:
+        # the programs are written by the plain model: the shipped adapter knows action lines
+        specs[1] = DEFAULT_PRESET if args.model == "default" else args.model
     branches = args.samples > 1  # --temperature/--seed go to the sampled branches
     planner, grounder = load_models(err, specs, then=build_actions,
                                     overrides=model_overrides(args, sampling=not branches))
@@ -169,6 +179,7 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
         grounder=grounder,
         actions=built[0],
         mode=mode,  # type: ignore[arg-type]
+        grounding=grounding,  # type: ignore[arg-type]
         max_model_calls=args.max_model_calls,
         max_subgoals=args.max_subgoals,
         use_grammar=not args.no_grammar,

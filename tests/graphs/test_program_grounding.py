@@ -88,3 +88,14 @@ def test_the_program_grammar_admits_one_fenced_block_only() -> None:
     grammar = program_grammar()
     assert grammar.startswith('root ::= "```python\\n" line line* "```"')
     assert 'line ::= [^`\\n]* "\\n"' in grammar
+
+
+def test_the_default_model_grounds_maths_onepass_into_programs_and_nothing_else_does() -> None:
+    from lumos_graph.graphs.lumos import default_grounding
+
+    assert default_grounding(None, "onepass", None) == "program"
+    assert default_grounding("default", "onepass", "maths") == "program"
+    assert default_grounding("default", "iterative", "maths") == "actions"
+    assert default_grounding("default", "onepass", "maths,qa") == "actions"
+    assert default_grounding("lumos-maths-ground-onetime", "onepass", "maths") == "actions"
+    assert default_grounding(scripted([]), "onepass", "maths") == "actions"
