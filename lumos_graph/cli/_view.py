@@ -90,7 +90,10 @@ class TraceView:
 
 
 def _action_line(action: dict[str, Any]) -> str:
-    call = f"{', '.join(action['outputs'])} = {action['tool']}({action['args']})"
+    args = action["args"]
+    if "\n" in args:  # a grounded program: one indented line per program line
+        args = "\n" + "".join(f"        {line}\n" for line in args.splitlines()) + "    "
+    call = f"{', '.join(action['outputs'])} = {action['tool']}({args})"
     if action["error"]:
         return f"{call}  ->  error: {action['error']}"
     return f"{call}  ->  {', '.join(action['result'] or [])}"

@@ -113,3 +113,11 @@ def test_version_and_a_closed_pipe_are_quiet() -> None:
     listing = subprocess.run(f"{sys.executable} -m lumos_graph datasets | head -1", shell=True,
                              capture_output=True, text=True, check=False)
     assert listing.stdout.startswith("maths-dev") and listing.stderr == ""
+
+
+def test_a_grounded_program_prints_one_indented_line_per_program_line() -> None:
+    from lumos_graph.cli._view import _action_line
+
+    line = _action_line({"outputs": ["R1"], "tool": "Code", "args": "x = 3 * 12\nanswer = x - 10",
+                         "error": None, "result": ["26"]})
+    assert line == "R1 = Code(\n        x = 3 * 12\n        answer = x - 10\n    )  ->  26"
