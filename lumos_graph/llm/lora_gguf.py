@@ -30,6 +30,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,18 @@ def _first(value: Any) -> int | None:
 
 
 def _read_base(base_gguf: Path, *, exportable: bool = True) -> _Base:
+    """The base's architecture and tensor shapes, read once per file version: parsing a
+    500 MB GGUF's header and tensor table is slow, and validation exports every checkpoint
+    against the same base."""
+    try:
+        stat = base_gguf.stat()
+    except OSError as error:
+        raise ConfigError(f"cannot read base GGUF {base_gguf}: {error}") from error
+    return _read_base_cached(base_gguf.resolve(), stat.st_size, stat.st_mtime_ns, exportable)
+
+
+@lru_cache(maxsize=8)
+def _read_base_cached(base_gguf: Path, _size: int, _mtime_ns: int, exportable: bool) -> _Base:
     import gguf
 
     try:
