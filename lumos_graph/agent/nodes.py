@@ -15,7 +15,7 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END
 
-from lumos_graph.agent import protocol
+from lumos_graph.agent import protocol, safeguards
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import run_action
 from lumos_graph.agent.few_shot_examples import EXAMPLES
@@ -202,6 +202,10 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
         return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
     update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
                               "ground_turns": [*new, _assistant(text)]}
+    earlier = [t["content"] for t in turns if t["role"] == "assistant"]
+    if safeguards.repeated_output([*earlier, text], spec.caps.max_repeats):  # AgentTuning
+        return {**update, **_end("failed", safeguards.repeat_reason(
+            "grounder", text, spec.caps.max_repeats))}
     try:
         # a line cut by the token limit keeps its complete actions
         calls = protocol.parse_actions(text, cut_tail=reply.cut)
@@ -244,9 +248,13 @@ def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
             break
         # re-parsing our own rendering of an already parsed call cannot fail
         call = protocol.parse_call(text)
-        record, values = run_action(
-            call, spec.actions, variables, subgoal=subgoal, images=state.get("images", [])
-        )
+        earlier = _duplicate_of(call, spec, variables, [*state.get("actions", []), *records])
+        if earlier is not None:
+            record, values = _repeat(call, earlier, variables, subgoal)
+        else:
+            record, values = run_action(
+                call, spec.actions, variables, subgoal=subgoal, images=state.get("images", [])
+            )
         records.append(record)
         variables.update(values)
         if record["error"]:
@@ -384,9 +392,43 @@ def _unparsed(state: LumosState, spec: AgentSpec, exc: protocol.ParseError) -> A
     }
 
 
+def _duplicate_of(
+    call: protocol.ActionCall, spec: AgentSpec, variables: dict[str, str],
+    records: Sequence[ActionRecord],
+) -> ActionRecord | None:
+    """The earlier successful record of the same action with the same resolved arguments."""
+    action = spec.actions.get(call.tool)
+    if action is None or any(r not in variables for r in protocol.references(call.args)):
+        return None  # run_action reports these mistakes
+    resolved = [protocol.substitute(piece, variables, expression=action.expression_args)
+                for piece in protocol.split_args(call.args, action.arity()[1])]
+    earlier = safeguards.find_duplicate(records, safeguards.call_key(call.tool, resolved))
+    if earlier is None or earlier["error"] or len(earlier["outputs"]) < len(call.outputs):
+        return None  # a failed call may be retried; a shorter one cannot fill the outputs
+    return earlier  # type: ignore[return-value]
+
+
+def _repeat(
+    call: protocol.ActionCall, earlier: ActionRecord, variables: dict[str, str],
+    subgoal: int | None,
+) -> tuple[ActionRecord, dict[str, str]]:
+    """AgentTuning's no-progress rule: the outputs take the earlier call's values, unrun."""
+    values = {new: variables[old] for new, old in zip(call.outputs, earlier["outputs"],
+                                                       strict=False) if old in variables}
+    record: ActionRecord = {
+        "subgoal": subgoal, "outputs": list(call.outputs), "tool": call.tool, "args": call.args,
+        "resolved_args": list(earlier["resolved_args"]),
+        "result": list(earlier["result"] or [])[: len(call.outputs)], "error": None,
+        "seconds": 0.0, "duplicate": True,
+    }
+    return record, values
+
+
 def _result_text(record: ActionRecord | None) -> str:
     if record is None:
         return "Error: no action was executed"
+    if record.get("duplicate"):
+        return safeguards.duplicate_feedback(record)
     if record["error"]:
         return f"Error: {record['error']}"
     return ", ".join(record["result"] or [])

@@ -11,6 +11,8 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal, TypedDict
 
+from typing_extensions import NotRequired  # typing.NotRequired is Python 3.11+
+
 __all__ = ["ActionRecord", "LumosState", "Sample", "Sampling", "Status", "Usage", "add_usage"]
 
 Status = Literal["running", "answered", "cap_reached", "failed"]
@@ -53,6 +55,9 @@ class ActionRecord(TypedDict):
     result: list[str] | None  # display form of each output, or None on error
     error: str | None
     seconds: float  # wall time inside the tool
+    # AgentTuning's no-progress rule: the same call as an earlier one of the run was not run
+    # again; its outputs got the earlier values (``result``), and the model reads so
+    duplicate: NotRequired[bool]
 
 
 class Sampling(TypedDict):
@@ -67,10 +72,6 @@ class Sample(TypedDict):
 
     answer: str | None
     sampling: Sampling
-    # sum of the log-probabilities of every model output (0 where the model reports none):
-    # a self-consistency vote breaks ties by it
-    logprob: Annotated[float, operator.add]
-    samples: list[Sample]
     status: Status
     votes: int  # branches that gave the same answer (this one included)
     logprob: float

@@ -312,3 +312,40 @@ def test_default_maths_agents_load_the_trained_preset_and_others_the_base(
     # the default OnePass agent grounds into programs, written by the untrained model; the
     # grounder is created before the planner when both are given
     assert asked == [trained, base, trained, base, trained, "default", "smollm2-135m"]
+
+
+def test_a_repeated_call_is_not_run_again_and_the_planner_is_told() -> None:
+    calls: list[tuple[str, str]] = []
+    actions = toy_actions()
+    add = actions.get("Add")
+    assert add is not None
+    original = add.executor
+
+    def counting(a: str, b: str) -> Any:
+        calls.append((a, b))
+        return original(a, b)
+
+    object.__setattr__(add, "executor", counting)
+    agent = create_lumos_agent(
+        planner=scripted(["Subgoal 1: Add 2 and 3.",
+                          "No, I will keep planning. Subgoal 2: Add them again.",
+                          "Yes, I will stop planning."]),
+        grounder=scripted(["R1 = Add(2, 3)", "R2 = Add(2,  3)"]), actions=actions,
+        mode="iterative")
+    out = agent.invoke({"task": "Compute something."})
+    assert calls == [("2", "3")]  # the second, identical call was not executed
+    second = out["actions"][1]
+    assert second["duplicate"] is True and second["error"] is None
+    assert second["result"] == ["5"] and out["variables"]["R2"] == "5"
+    feedback = [t["content"] for t in out["plan_turns"] if t["role"] == "user"][2]
+    assert "You already called Add with these arguments; it was not run again" in feedback
+    assert out["status"] == "answered" and out["answer"] == "5"
+    assert out["usage"]["model_calls"] == 5  # the repeated turn still counts
+
+
+def test_three_identical_grounder_outputs_end_the_run_as_agenttuning_does() -> None:
+    out = run(["Subgoal 1: Double 1.", "No, I will keep planning. Subgoal 2: Double it.",
+               "No, I will keep planning. Subgoal 3: Double it more."],
+              ["R1 = Double(x)", "R1 = Double(x)", "R1 = Double(x)"], mode="iterative")
+    assert out["status"] == "failed"
+    assert "grounder" in out["reason"] and "3" in out["reason"]
