@@ -3,13 +3,14 @@ carries the earlier turns; the agent's trace streams out as custom events."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from lumos_graph.errors import ConfigError
-from lumos_graph.graphs.chat import contextual_task, create_chat_graph
+from lumos_graph.graphs.chat import TurnCancelledError, contextual_task, create_chat_graph
 from lumos_graph.graphs.lumos import create_lumos_agent
 from tests.fakes import scripted
 
@@ -63,3 +64,18 @@ def test_an_empty_message_and_a_negative_history_are_refused() -> None:
         graph.invoke({"message": "  "}, {"configurable": {"thread_id": "e"}})
     with pytest.raises(ConfigError, match="history"):
         create_chat_graph(_agent([]), history=-1)
+
+
+def test_a_cancelled_turn_adds_nothing_to_the_session() -> None:
+    cancel = threading.Event()
+    model = scripted(["Subgoal 1: Multiply 3 by 12.", "R1 = Calculator(3 * 12)"] * 2)
+    agent = create_lumos_agent(model, actions="maths", checkpointer=False)
+    graph = create_chat_graph(agent, checkpointer=InMemorySaver(), cancel=cancel)
+    session = {"configurable": {"thread_id": "c"}}
+    graph.invoke({"message": "How many pencils in 3 boxes of 12?"}, session)
+    cancel.set()
+    with pytest.raises(TurnCancelledError):
+        graph.invoke({"message": "And in 4 boxes?"}, session)
+    turns = graph.get_state(session).values["turns"]
+    assert [t["message"] for t in turns] == ["How many pencils in 3 boxes of 12?"]
+    assert len(model.prompts) == 3  # the cancelled turn stopped after the agent's first step
