@@ -9,19 +9,22 @@ arguments. LUMOS pseudo code such as
 **Your tools inside Code.** The tools a user registers beside the maths set (typed functions,
 LangChain tools, see :func:`lumos_graph.tools.toolsets.create_actions`) are actions of their
 own *and* functions of the same name inside ``Code``, the way smolagents exposes tools to code:
-``Code(unit_price("apple") * 6)``; as on an action line, a bare word the snippet never defines
-is text there (``unit_price(apple)`` is ``unit_price("apple")``). Such a call does not run in
-the sandbox: the worker sends
-the tool's name and arguments to the host process, which runs the tool exactly as an action
-line would (arguments as text, converted to the tool's types), and sends the result back.
-Tool calls count against the snippet's time limit; when the time is up the worker is killed
-and ``Code`` fails with a timeout (a tool still running in the host is left to finish in a
-background thread). The snippet gets the tool's return value when it is a plain value
-(number, string, bool, ``None``, or lists and dicts of them), otherwise its text; a tool's
-error raises in the snippet and, uncaught, becomes the observation. The host runs nothing but
-the registered tools, by name, with text arguments, so the snippet can do no more through them
-than the model can with action lines. Not exposed: tools that need the run's images, and tools
-whose names the checks below refuse (``open``, ``eval``, names starting with ``__``).
+``Code(unit_price("apple") * 6)``. As on an action line, a bare word the snippet never defines
+is text there: ``unit_price(apple)`` is ``unit_price("apple")``.
+
+- Such a call does not run in the sandbox: the worker sends the tool's name and arguments (as
+  text) to the host process, which runs the tool exactly as an action line would (text
+  converted to the tool's types) and sends the result back.
+- The snippet gets the tool's return value when it is a plain value (number, string, bool,
+  ``None``, or lists and dicts of them), otherwise its text. A tool's error raises in the
+  snippet and, uncaught, becomes the observation.
+- Tool calls count against the snippet's time limit; when the time is up the worker is killed
+  and ``Code`` fails with a timeout (a tool still running in the host finishes in a background
+  thread).
+- The host runs nothing but the registered tools, by name, with text arguments: a snippet can
+  do no more through them than the model can with action lines, and every check below still
+  applies to it. Not exposed: tools that need the run's images, and tools whose names the
+  checks refuse (``open``, ``eval``, names starting with ``__``).
 
 Threat model, honestly: this is a best-effort sandbox for arithmetic-style snippets written by
 a small model, not a security boundary against a determined attacker.
