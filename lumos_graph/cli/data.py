@@ -46,6 +46,13 @@ def add_parsers(subparsers: Any) -> None:
                          help=f"items to convert (default: {_DEFAULT_N} generated; all of a file)")
     convert.add_argument("--seed", type=int, default=1, help="seed of the generated items")
     convert.add_argument("--out", default="lumos-data", help="output folder (default lumos-data)")
+    questions = sub.add_parser(
+        "questions", help="fresh gsm_symbolic questions of the training templates, as an eval "
+                          "JSONL (for self-generated training data: eval, then from-eval)")
+    questions.add_argument("--n", type=int, default=210, help="questions (default 210)")
+    questions.add_argument("--seed", type=int, default=7,
+                           help="seed of the questions (2026 draws the maths-dev ones)")
+    questions.add_argument("--out", default="questions.jsonl", help="the JSONL file to write")
     ev = sub.add_parser("from-eval", help="successful eval trajectories -> LUMOS training files")
     ev.add_argument("paths", nargs="+", metavar="TRAJ.jsonl",
                     help="trajectory files written by lumos-graph eval")
@@ -74,7 +81,8 @@ def add_parsers(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run ``lumos-graph data <action>``; returns the exit status."""
-    actions = {"convert": _convert, "from-eval": _from_eval, "check": _check, "mix": _mix}
+    actions = {"convert": _convert, "questions": _questions, "from-eval": _from_eval,
+               "check": _check, "mix": _mix}
     return actions[args.data_command](args, out, err)
 
 
@@ -114,6 +122,18 @@ def _items(args: argparse.Namespace) -> list[dict[str, Any]]:
         raise ConfigError(f"--source is gsm-symbolic, shipped or a JSONL file; "
                           f"{args.source!r} is none of them")
     return load_dataset(args.source, limit=args.n)
+
+
+def _questions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from lumos_graph.evaluation.datasets import write_jsonl
+    from lumos_graph.training import data as td
+
+    items = td.generate_items(args.n, seed=args.seed)
+    path = Path(args.out)
+    write_jsonl(({k: v for k, v in item.items() if k != "solution"} for item in items), path)
+    templates = {td.template_of(item) for item in items}
+    out.write(f"{len(items)} questions of {len(templates)} training templates -> {path}\n")
+    return 0
 
 
 def _from_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

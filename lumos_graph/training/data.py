@@ -108,7 +108,8 @@ _SAMPLES = 3  # ids kept per drop reason in a report
 
 # ---- gsm_symbolic items -------------------------------------------------------------------------
 def generate_items(n: int, *, seed: int = 1) -> list[Item]:
-    """About ``n`` training items from ``gsm_symbolic`` templates 0-79 (needs reasoning-gym).
+    """About ``n`` training items from ``gsm_symbolic`` templates 0-69, :data:`TRAIN_TEMPLATES`
+    (needs reasoning-gym; 70-79 are the validation split and 80-99 the test split).
 
     The same number from each usable template, drawn as :func:`~lumos_graph.evaluation.datasets.
     generate_gsm_symbolic` draws them (seeded; the ``maths-dev`` questions, seed 2026, are

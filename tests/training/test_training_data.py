@@ -402,3 +402,15 @@ def test_the_shipped_training_set_holds_out_the_validation_templates() -> None:
     templates = {td.template_of({"id": i}) for i in ids}
     assert templates and templates <= set(td.TRAIN_TEMPLATES)
     assert not templates & set(td.VAL_TEMPLATES)
+
+
+def test_cli_questions_writes_fresh_training_template_questions(tmp_path: Path) -> None:
+    pytest.importorskip("reasoning_gym", reason="needs reasoning-gym (pip install -e '.[test]')")
+    path = tmp_path / "fresh.jsonl"
+    code, text = cli("data", "questions", "--n", "140", "--seed", "7", "--out", str(path))
+    items = load_dataset(str(path))
+    templates = {td.template_of(i) for i in items}
+    assert templates <= set(td.TRAIN_TEMPLATES) and len(templates) > 60  # reasoning-gym's usable
+    assert code == 0 and text == f"140 questions of {len(templates)} training templates -> {path}\n"
+    assert len(items) == 140 and len({i["question"] for i in items}) == 140
+    assert all(i["kind"] == "maths" and i["answer"] for i in items)
