@@ -5,7 +5,9 @@
 A tool's name, the first line of its description and its argument names go into the grounding
 prompt and the grammar, so the model can only call tools that exist, with their arguments in
 order. Arguments arrive as text and are converted to the annotated types; a tool that raises
-produces an observation the planner reads, never a crash.
+produces an observation the planner reads, never a crash. Inside ``Code`` the tools are Python
+functions as well (``R1 = Code(unit_price(apple) * 6)``), run by this process under Code's time
+limit.
 """
 
 from langchain_core.tools import tool
