@@ -4,8 +4,6 @@
 OnePass:    START -> plan -> ground -> execute -> answer -> END
 Iterative:  START -> plan -> ground -> execute -> plan ... plan (stop) -> answer -> END
 ```
-With program grounding (OnePass), a program that fails goes back to ``ground`` once, with
-its error (``execute -> ground``).
 Every node may end the run early (``status`` ``failed`` or ``cap_reached``); the caps bound
 the loop, so a model that never says stop ends with a final state saying so.
 
@@ -64,7 +62,7 @@ def build_lumos_graph(spec: AgentSpec) -> StateGraph:
     builder.add_conditional_edges("plan", route_after_plan, ["ground", "answer", END])
     builder.add_conditional_edges("ground", route_after_ground, ["execute", END])
     builder.add_conditional_edges(
-        "execute", partial(route_after_execute, spec), ["plan", "ground", "answer", END]
+        "execute", partial(route_after_execute, spec), ["plan", "answer", END]
     )
     builder.add_edge("answer", END)
     return builder

@@ -38,7 +38,6 @@ __all__ = [
 ]
 
 Mode = Literal["onepass", "iterative"]
-PROGRAM_ATTEMPTS = 2  # a failed program is written again once, with its error in the prompt
 Grounding = Literal["actions", "program"]
 
 
@@ -217,17 +216,8 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
 
 
 def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
-    """Program grounding: the plan as one Python program, pending as one ``Code`` action.
-
-    After a program that failed, the grounder reads the error and writes the program again
-    (once: :data:`PROGRAM_ATTEMPTS`)."""
-    first = protocol.program_prompt(state["task"], subgoals)
-    turns = list(state.get("ground_turns", []))
-    new = [first[-1]]
-    if turns:  # a retry: the conversation so far, then the error of the last program
-        error = (state.get("actions") or [{}])[-1].get("error") or "no result"
-        new = [{"role": "user", "content": protocol.program_retry(error)}]
-    prompt = [first[0], *turns, *new]
+    """Program grounding: the plan as one Python program, pending as one ``Code`` action."""
+    prompt = protocol.program_prompt(state["task"], subgoals)
     reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
                        grammar=program_grammar() if spec.use_grammar else None,
                        sampling=state.get("sampling"))
@@ -235,7 +225,7 @@ def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str])
     if text is None:
         return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
     update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
-                              "ground_turns": [*new, _assistant(text)]}
+                              "ground_turns": [prompt[-1], _assistant(text)]}
     try:
         code = protocol.parse_program(text)
     except protocol.ParseError as exc:
@@ -360,23 +350,11 @@ def route_after_ground(state: LumosState) -> Literal["execute", "__end__"]:
     return END if state.get("status", "running") != "running" else "execute"
 
 
-def route_after_execute(
-    spec: AgentSpec, state: LumosState
-) -> Literal["plan", "ground", "answer", "__end__"]:
-    """End on a terminal status; a failed program is grounded again (once); Iterative plans
-    again, OnePass answers."""
+def route_after_execute(spec: AgentSpec, state: LumosState) -> Literal["plan", "answer", "__end__"]:
+    """End on a terminal status; Iterative plans again, OnePass answers."""
     if state.get("status", "running") != "running":
         return END
-    if spec.grounding == "program" and _program_failed(state):
-        attempts = sum(1 for t in state.get("ground_turns", []) if t["role"] == "assistant")
-        if attempts < PROGRAM_ATTEMPTS and _calls_left(state, spec):
-            return "ground"
     return "plan" if spec.mode == "iterative" else "answer"
-
-
-def _program_failed(state: LumosState) -> bool:
-    actions = state.get("actions", [])
-    return bool(actions) and actions[-1]["error"] is not None
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ __all__ = [
     "parse_program",
     "parse_short_answer",
     "program_prompt",
-    "program_retry",
     "qa_prompt",
     "render_actions",
     "split_args",
@@ -165,7 +164,6 @@ PROGRAM_SYSTEM = _template(
 )
 PROGRAM_TASK = _template("Problem: ${task}\n\nPlan:\n${plan}")
 PROGRAM_ITEM = _template("${k}. ${subgoal}")
-PROGRAM_RETRY = _template("The program failed: ${error}\nWrite the whole program again, fixed.")
 PROGRAM_FENCE = "```python\n"
 _CODE_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n(?P<code>.*?)(?:```|$)", re.DOTALL)
 
@@ -352,11 +350,6 @@ def program_prompt(task: str, subgoals: Sequence[str]) -> list[Turn]:
                      for k, s in enumerate(subgoals, 1))
     return [{"role": "system", "content": _fill(PROGRAM_SYSTEM)},
             {"role": "user", "content": _fill(PROGRAM_TASK, task=task.strip(), plan=plan)}]
-
-
-def program_retry(error: str) -> str:
-    """The grounder's next user turn after its program failed."""
-    return _fill(PROGRAM_RETRY, error=error.strip())
 
 
 def parse_program(text: str) -> str:
