@@ -68,12 +68,19 @@ def ground_grammar(
         defined: the variables defined before this line; by default ``R1``..``R{first_var-1}``
             (the caller may pass fewer, e.g. leaving out the outputs of a failed action).
     """
-    before = [f"R{k}" for k in range(1, first_var)] if defined is None else list(defined)
+    # the variables defined before the line, as one rule: R1..R{first_var-1} is written as a
+    # number range (a few alternatives per digit), so a huge first_var costs nothing
+    if defined is None:
+        before = f'"R" ({_up_to(first_var - 1)})' if first_var > 1 else ""
+    else:
+        before = " | ".join(_lit(name) for name in defined)
     last = first_var - 1 + MAX_LINE_VARIABLES
     alternatives = " | ".join(_lit(name + "(") for name in tools)
     lines = [f"root ::= c{first_var - 1}", f"tool ::= {alternatives}", *_TEXT_CLASSES]
+    if before:
+        lines.append(f"before ::= {before}")
     for n in range(first_var - 1, last):  # a full line (state ``last``) has to end
-        refs = [*before, *(f"R{k}" for k in range(first_var, n + 1))]
+        refs = (["before"] if before else []) + [_lit(f"R{k}") for k in range(first_var, n + 1)]
         lines += _state_rules(n, refs, last)
     return "\n".join(lines) + "\n"
 
@@ -90,10 +97,25 @@ _TEXT_CLASSES = [
 ]
 
 
+def _up_to(n: int) -> str:
+    """GBNF alternatives that match exactly the decimal numbers 1..``n`` (``n`` >= 1)."""
+    digits = str(n)
+    # every shorter number, then those of n's length that are below n, then n itself
+    alternatives = [" ".join(["[1-9]"] + ["[0-9]"] * (k - 1)) for k in range(1, len(digits))]
+    for i, digit in enumerate(digits):
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            head = [_lit(digits[:i])] if i else []
+            alternatives.append(" ".join([*head, f"[{low}-{high}]",
+                                          *["[0-9]"] * (len(digits) - i - 1)]))
+    alternatives.append(_lit(digits))
+    return " | ".join(alternatives)
+
+
 def _state_rules(n: int, refs: list[str], last: int) -> list[str]:
     """The rules of state ``n``: the line has defined its variables up to ``R{n}`` and
-    ``refs`` may be referenced."""
-    word = "free" + "".join(f" | {_lit(r)}" for r in refs)
+    ``refs`` (grammar expressions) may be referenced."""
+    word = " | ".join(["free", *refs])
     calls = []
     for j in range(1, min(MAX_OUTPUTS, last - n) + 1):
         outputs = _lit(", ".join(f"R{n + k}" for k in range(1, j + 1)) + " = ")

@@ -143,3 +143,11 @@ def _llama_accepts(model: ChatLlamaCpp, grammar: str, text: str) -> bool:
 def test_llama_cpp_compiles_the_grammar_and_agrees(model: ChatLlamaCpp) -> None:
     for grammar, text, admitted in CASES:
         assert _llama_accepts(model, grammar, text) is admitted, text
+
+
+def test_a_huge_variable_number_costs_a_few_rules_not_a_list() -> None:
+    grammar = ground_grammar(("Calculator",), 100_000_000_001)
+    assert len(grammar) < 50_000
+    assert accepts(grammar, "R100000000001 = Calculator(R99999999999 + R7)")
+    assert not accepts(grammar, "R100000000001 = Calculator(R100000000001)")
+    assert not accepts(grammar, "R100000000001 = Calculator(R0100)")
