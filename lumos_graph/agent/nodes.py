@@ -195,7 +195,9 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
         )
     new = [{"role": "user", "content": user}]
     prompt = _few_shot(spec, spec.grounder, "ground") + turns + new
-    grammar = ground_grammar(spec.actions.names, _next_variable(state))
+    # only variables that hold a value may be referenced (a failed action's outputs do not)
+    grammar = ground_grammar(spec.actions.names, _next_variable(state),
+                             tuple(sorted(state.get("variables", {}))))
     reply = _call(spec, spec.grounder, prompt, grammar, state)
     text = reply.text
     if text is None:
