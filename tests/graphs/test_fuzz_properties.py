@@ -4,9 +4,10 @@ Outputs: random Unicode text (surrogates, controls and all), valid plans, decisi
 lines truncated, mutated, with huge numbers or deep nesting. Whatever the models say, no
 exception escapes, every run ends with a status and a reason, and no run exceeds its caps.
 
-Two known defects sit outside these properties until they are fixed (see the strict xfails at
-the end): a subgoal number of more than 4,300 digits, and a result variable beyond about
-``R10000000``. The generated numbers stay under both; the xfails pin the defects.
+Known defects sit outside these properties until they are fixed (see the strict xfails at the
+end): a subgoal number or a result variable of more than 4,300 digits (Python's limit for
+``int()`` of a string). The generated subgoal numbers stay under it and result variables stay
+small; the xfails pin the defects.
 """
 
 from __future__ import annotations
@@ -185,3 +186,12 @@ def test_a_huge_result_variable_does_not_exhaust_memory(
     check_run("iterative", actions,
               ["Subgoal 1: Price the apples.", "No, I will keep planning. Subgoal 2: Add."],
               ["R100000000000 = Calculator(2 + 2)", "R2 = Calculator(1 + 1)"])
+
+
+@pytest.mark.xfail(raises=ValueError, strict=True,
+                   reason="nodes._next_variable calls int() on every output variable's number; "
+                          "over 4,300 digits that raises ValueError in the next grounding turn")
+def test_a_result_variable_of_5000_digits_ends_the_run_properly(actions: ActionSet) -> None:
+    check_run("iterative", actions,
+              ["Subgoal 1: Price the apples.", "No, I will keep planning. Subgoal 2: Add."],
+              ["R" + "1" * 5000 + " = Calculator(2 + 2)", "R2 = Calculator(1 + 1)"])
