@@ -375,9 +375,12 @@ def _assistant(text: str) -> dict[str, str]:
 
 
 def _next_variable(state: LumosState) -> int:
-    numbers = [int(name[1:]) for name in state.get("variables", {}) if name[1:].isdigit()]
+    names = [*state.get("variables", {})]
     for record in state.get("actions", []):
-        numbers += [int(o[1:]) for o in record["outputs"] if o[1:].isdigit()]
+        names += record["outputs"]
+    # a model without a grammar may name R followed by thousands of digits: not a number to
+    # continue from (and int() refuses more than 4,300 digits)
+    numbers = [int(n[1:]) for n in names if n[1:].isdigit() and len(n) <= 10]
     return max(numbers, default=0) + 1
 
 

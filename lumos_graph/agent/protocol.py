@@ -422,7 +422,7 @@ def _assistant(text: str) -> Turn:
 
 
 # ---- parsing ---------------------------------------------------------------------------------
-_SUBGOAL_RE = re.compile(r"Subgoal\s*(\d+)\s*:\s*")
+_SUBGOAL_RE = re.compile(r"Subgoal\s*(\d{1,9})\s*:\s*")  # int() refuses 4,300+ digits
 _CALL_RE = re.compile(
     r"^\s*(?P<outs>(?:R\d+|Output)(?:\s*,\s*(?:R\d+|Output))*)\s*=\s*"
     r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)\s*\((?P<args>.*)\)\s*$",
