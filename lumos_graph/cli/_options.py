@@ -164,9 +164,11 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
              for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
     grounding = args.grounding or default_grounding(
         None if args.planner_model or args.grounder_model else args.model, mode, names)
-    if grounding == "program" and not args.grounder_model:
-        # the programs are written by the plain model: the shipped adapter knows action lines
-        specs[1] = DEFAULT_PRESET if args.model == "default" else args.model
+    if grounding == "program" and args.model == "default" and not (
+            args.planner_model or args.grounder_model):
+        # the plain model plans and writes the programs (it beat the shipped adapter as the
+        # planner on maths-val; the adapter was trained for action lines)
+        specs = [DEFAULT_PRESET, DEFAULT_PRESET]
     branches = args.samples > 1  # --temperature/--seed go to the sampled branches
     planner, grounder = load_models(err, specs, then=build_actions,
                                     overrides=model_overrides(args, sampling=not branches))

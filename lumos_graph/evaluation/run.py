@@ -5,8 +5,8 @@ example's ``kind``: ``maths`` → the maths set; ``yesno``/``qa`` → the comple
 the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 
 * ``lumos-onepass``, ``lumos-iterative``: :func:`~lumos_graph.graphs.lumos.create_lumos_agent`;
-* ``lumos-program``: OnePass with program grounding (maths): the planner's subgoals, then the
-  plain model writes them as one Python program that the ``Code`` action runs;
+* ``lumos-program``: OnePass with program grounding (maths): the model's subgoals, then it
+  writes them as one Python program that the ``Code`` action runs (the default maths agent);
 * ``alpha-umi``: :func:`~lumos_graph.graphs.alpha_umi.create_alpha_umi_agent` (planner, caller
   and summarizer, all the run's model; its trajectories add ``history`` and ``decisions``);
 * ``react``: LangChain's ``create_agent`` over our chat model's ``bind_tools`` (JSON tool calls
@@ -200,13 +200,13 @@ class _Agents:
             from lumos_graph.tools.toolsets import is_maths_only
 
             mode = "iterative" if agent == "lumos-iterative" else "onepass"
+            program = agent == "lumos-program"
             model = self.model
-            if o.lumos_maths_model is not None and is_maths_only(tools):
+            if o.lumos_maths_model is not None and is_maths_only(tools) and not program:
                 model = o.lumos_maths_model
-            # lumos-program: the (trained) planner, and the plain model writing the program
-            grounder = self.model if agent == "lumos-program" else None
-            return create_lumos_agent(model, grounder=grounder, actions=tools, mode=mode,
-                                      grounding="program" if grounder else "actions",
+            # lumos-program: the plain model plans (few-shot) and writes the program
+            return create_lumos_agent(model, actions=tools, mode=mode,
+                                      grounding="program" if program else "actions",
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals, samples=o.samples)
         if agent == "alpha-umi":
