@@ -266,7 +266,7 @@ def _sample_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with Spinner(err, f"building {args.name}"):
         path = sample_database(args.name, args.out)
     print(f"{path}: try  lumos-graph ask --tools sql --db {path} \"How many tracks are longer "
-          "than 5 minutes?\"", file=out)
+          "than 300000 milliseconds?\"", file=out)
     return 0
 
 
