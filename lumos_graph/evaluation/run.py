@@ -70,9 +70,10 @@ from lumos_graph.agent.execution import describe_error
 from lumos_graph.errors import ConfigError
 from lumos_graph.evaluation.metrics import majority_class, wilson_interval
 
-__all__ = ["AGENTS", "CallRecorder", "EvalOptions", "format_table", "run_eval"]
+__all__ = ["AGENTS", "DEFAULT_AGENTS", "CallRecorder", "EvalOptions", "format_table", "run_eval"]
 
 AGENTS = ("lumos-onepass", "lumos-iterative", "lumos-program", "alpha-umi", "react", "direct")
+DEFAULT_AGENTS = ("lumos-onepass", "lumos-iterative", "react", "direct")  # lumos-graph eval's
 SUMMARY_KEYS = ("accuracy", "accuracy_ci95", "correct", "seconds_per_question",
                 "model_calls_per_question",
                 "completion_tokens_per_question", "prompt_tokens_per_question",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lumos_graph.evaluation.run import AGENTS, SUMMARY_KEYS
+from lumos_graph.evaluation.run import DEFAULT_AGENTS as AGENTS  # what the CLI runs
+from lumos_graph.evaluation.run import SUMMARY_KEYS
 
 pytestmark = pytest.mark.model
 
