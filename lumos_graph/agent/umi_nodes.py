@@ -29,6 +29,7 @@ from lumos_graph.agent import umi_protocol as umi
 from lumos_graph.agent.actions import ActionSet, as_values
 from lumos_graph.agent.execution import describe_error
 from lumos_graph.agent.model_calls import ModelReply, call_model
+from lumos_graph.agent.nodes import check_input
 from lumos_graph.agent.protocol import ParseError
 from lumos_graph.agent.report import run_report
 from lumos_graph.agent.state import Sampling, Status, Usage, add_usage
@@ -113,19 +114,10 @@ def _repeat(state: AlphaUmiState, spec: UmiSpec, role: str, text: str) -> dict[s
     return None
 
 
-def _check_input(state: AlphaUmiState) -> None:
-    if state.get("status", "running") != "running":
-        raise ConfigError(
-            "this thread already finished a task; start the next task on a new thread_id")
-    task = state.get("task")
-    if not isinstance(task, str) or not task.strip():
-        raise ConfigError("the graph input needs 'task', a non-empty string")
-
-
 # ---- nodes -----------------------------------------------------------------------------------
 def plan_next(state: AlphaUmiState, spec: UmiSpec) -> dict[str, Any]:
     """The planner: a rationale and the next role (caller, conclusion or give up)."""
-    _check_input(state)
+    check_input(state)  # type: ignore[arg-type] - the same input contract
     turns = len(state.get("decisions", []))
     if turns >= spec.max_turns:
         return _end("cap_reached", f"turn cap ({spec.max_turns}) reached before a conclusion")
