@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from lumos_graph.errors import LumosError
-from lumos_graph.tools.sql._base import Rows, Table
+from lumos_graph.tools.sql._base import Column, Rows, Table
 
 __all__ = [
     "CELL_CHARS",
@@ -176,19 +176,7 @@ def _short_list(names: Sequence[str]) -> str:
 def render_table(table: Table) -> str:
     """One line: ``album: id INTEGER PRIMARY KEY, title TEXT NOT NULL, artist_id INTEGER
     REFERENCES artist(id)``."""
-    parts = []
-    for col in table.columns:
-        words = [col.name]
-        if col.type:
-            words.append(col.type)
-        if col.primary_key:
-            words.append("PRIMARY KEY")
-        if col.not_null and not col.primary_key:
-            words.append("NOT NULL")
-        if col.references:
-            target, _, column = col.references.rpartition(".")
-            words.append(f"REFERENCES {target}({column})" if target else f"REFERENCES {column}")
-        parts.append(" ".join(words))
+    parts = [render_column(col) for col in table.columns]
     name = _fill("view", name=table.name) if table.view else table.name
     return f"{name}: {', '.join(parts)}"
 
@@ -224,7 +212,7 @@ def schema_notes(entries: Iterable[str], total: int) -> str:
 # ---- failures ---------------------------------------------------------------------------------
 def mentioned_names(query: str, names: Sequence[str]) -> list[str]:
     """The table names that appear as words in ``query`` (for the unknown-column hint)."""
-    return [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", query, re.I)]
+    return [n for n in names if re.search(rf"(?<!\w){re.escape(n)}(?!\w)", query, re.IGNORECASE)]
 
 
 def failure_text(
@@ -273,3 +261,18 @@ def failure_text(
 def unknown_table_text(name: str, table_names: Sequence[str]) -> str:
     """The DescribeTable observation for a table that does not exist."""
     return _fill("no_table_described", name=name, tables=_short_list(table_names))
+
+
+def render_column(col: Column) -> str:
+    """``artist_id INTEGER NOT NULL REFERENCES artist(id)``: a column as SQL declares it."""
+    words = [col.name]
+    if col.type:
+        words.append(col.type)
+    if col.primary_key:
+        words.append("PRIMARY KEY")
+    if col.not_null and not col.primary_key:
+        words.append("NOT NULL")
+    if col.references:
+        target, _, column = col.references.rpartition(".")
+        words.append(f"REFERENCES {target}({column})" if target else f"REFERENCES {column}")
+    return " ".join(words)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 
 from lumos_graph.errors import ConfigError
-from lumos_graph.tools.sql._base import Column, Database, QueryFailure, Table
-from lumos_graph.tools.sql._text import render_cell
+from lumos_graph.tools.sql._base import Database, QueryFailure, Table
+from lumos_graph.tools.sql._text import render_cell, render_column
 from lumos_graph.tools.sql.actions import _open
 
 __all__ = ["schema_with_samples"]
@@ -84,22 +84,8 @@ def schema_with_samples(
 
 
 def _create(table: Table) -> str:
-    columns = ", ".join(_column(c) for c in table.columns)
+    columns = ", ".join(render_column(c) for c in table.columns)
     return _TEXT["view" if table.view else "create"].format(name=table.name, columns=columns)
-
-
-def _column(col: Column) -> str:
-    words = [col.name]
-    if col.type:
-        words.append(col.type)
-    if col.primary_key:
-        words.append("PRIMARY KEY")
-    if col.not_null and not col.primary_key:
-        words.append("NOT NULL")
-    if col.references:
-        target, _, column = col.references.rpartition(".")
-        words.append(f"REFERENCES {target}({column})" if target else f"REFERENCES {column}")
-    return " ".join(words)
 
 
 def _sample(database: Database, table: Table, rows: int) -> str:
