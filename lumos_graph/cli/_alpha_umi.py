@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from lumos_graph.cli._options import load_models, model_overrides
+from lumos_graph.cli._options import load_models, model_overrides, tool_actions
 from lumos_graph.cli._view import TraceView
 
 __all__ = ["UmiTraceView", "build_umi_agent"]
@@ -23,7 +23,6 @@ def build_umi_agent(args: argparse.Namespace, names: list[str], err: TextIO) -> 
     from lumos_graph.errors import ConfigError
     from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
     from lumos_graph.llm.models import DEFAULT_PRESET
-    from lumos_graph.tools.toolsets import create_actions
 
     if args.samples > 1:
         raise ConfigError("--samples works with the LUMOS agents only, not --agent alpha-umi")
@@ -32,10 +31,7 @@ def build_umi_agent(args: argparse.Namespace, names: list[str], err: TextIO) -> 
     built: list[Any] = []
 
     def build_actions(models: list[Any]) -> None:
-        built.append(create_actions(
-            names, model=models[1], db=args.db, allow_writes=args.allow_writes,
-            knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
-            vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
+        built.append(tool_actions(args, names, models[1]))
 
     base = DEFAULT_PRESET if args.model == "default" else args.model
     specs = [args.planner_model or base, args.grounder_model or base, base]

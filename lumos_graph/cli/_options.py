@@ -142,6 +142,17 @@ def load_models(err: TextIO, specs: Sequence[str], then: Any = None,
     return chosen
 
 
+def tool_actions(args: argparse.Namespace, names: list[str], model: Any) -> Any:
+    """The action set of the tool options (``--db``, ``--kb``, ``--web``, ``--vqa-*``) for tool
+    sets ``names``; ``model`` answers the QA actions."""
+    from lumos_graph.tools.toolsets import create_actions
+
+    return create_actions(
+        names, model=model, db=args.db, allow_writes=args.allow_writes,
+        knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
+        vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format)
+
+
 def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: TextIO,
                 **agent_options: Any) -> Any:
     """The LUMOS agent the agent options describe, for tool sets ``names`` and ``mode``, its
@@ -150,15 +161,12 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
     ``create_lumos_agent`` (e.g. ``checkpointer``)."""
     from lumos_graph.graphs.lumos import create_lumos_agent, default_grounding
     from lumos_graph.llm.models import DEFAULT_PRESET, lumos_default
-    from lumos_graph.tools.toolsets import create_actions, is_maths_only
+    from lumos_graph.tools.toolsets import is_maths_only
 
     built: list[Any] = []
 
     def build_actions(models: list[Any]) -> None:
-        built.append(create_actions(
-            names, model=models[1], db=args.db, allow_writes=args.allow_writes,
-            knowledge_base=args.kb, web=args.web, vqa_model=args.vqa_model,
-            vqa_mmproj=args.vqa_mmproj, vqa_chat_format=args.vqa_chat_format))
+        built.append(tool_actions(args, names, models[1]))
 
     specs = [lumos_default(spec, maths_only=is_maths_only(names))
              for spec in (args.planner_model or args.model, args.grounder_model or args.model)]
