@@ -46,19 +46,26 @@ from lumos_graph.agent.state import LumosState, add_usage
 from lumos_graph.agent.voting import vote
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import DEFAULT_PRESET, as_chat_model, lumos_default
-from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only
+from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only, runs_in_code
 
 __all__ = ["build_lumos_graph", "create_lumos_agent", "default_grounding"]
 
 
-def build_lumos_graph(spec: AgentSpec) -> StateGraph:
-    """Wire the LUMOS nodes for ``spec.mode``; returns the uncompiled graph."""
+def build_lumos_graph(spec: AgentSpec, *, planned: bool = False) -> StateGraph:
+    """Wire the LUMOS nodes for ``spec.mode``; returns the uncompiled graph.
+
+    ``planned`` (OnePass): the graph starts at ``ground``, on a state that already holds the
+    plan (``subgoals``, ``plan_turns``); the program branches of self-consistency share one
+    greedy plan this way.
+    """
+    if planned and spec.mode != "onepass":
+        raise ConfigError("a graph that starts from a given plan is OnePass only")
     builder = StateGraph(LumosState)
     builder.add_node("plan", partial(plan, spec=spec))
     builder.add_node("ground", partial(ground, spec=spec))
     builder.add_node("execute", partial(execute, spec=spec))
     builder.add_node("answer", partial(answer, spec=spec))
-    builder.add_edge(START, "plan")
+    builder.add_edge(START, "ground" if planned else "plan")
     builder.add_conditional_edges("plan", route_after_plan, ["ground", "answer", END])
     builder.add_conditional_edges("ground", route_after_ground, ["execute", END])
     builder.add_conditional_edges(
@@ -174,11 +181,24 @@ def create_lumos_agent(
         graph = build_lumos_graph(spec).compile(
             checkpointer=checkpointer, name=name or f"lumos-{mode}")
         return graph.with_config(recursion_limit=limit)
-    branch = build_lumos_graph(spec).compile(name=f"lumos-{mode}-branch")
+    # program grounding: one greedy plan, then K programs (the plan is short and the program
+    # carries the arithmetic; on validation, votes over programs of one plan won)
+    shared_plan = grounding == "program"
+    branch = build_lumos_graph(spec, planned=shared_plan).compile(name=f"lumos-{mode}-branch")
+    planner_graph = _plan_only(spec) if shared_plan else None
     graph = _self_consistency(branch.with_config(recursion_limit=limit), samples,
-                              temperature, seed).compile(
+                              temperature, seed, planner=planner_graph).compile(
         checkpointer=checkpointer, name=name or f"lumos-{mode}-x{samples}")
     return graph.with_config(recursion_limit=limit)
+
+
+def _plan_only(spec: AgentSpec) -> Any:
+    """``START -> plan -> END``: the greedy plan the program branches share."""
+    builder = StateGraph(LumosState)
+    builder.add_node("plan", partial(plan, spec=spec))
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", END)
+    return builder.compile(name="lumos-plan")
 
 
 class _VotingState(LumosState, total=False):
@@ -186,13 +206,18 @@ class _VotingState(LumosState, total=False):
 
 
 def _self_consistency(
-    branch: Any, samples: int, temperature: float, seed: int
+    branch: Any, samples: int, temperature: float, seed: int, *, planner: Any = None
 ) -> StateGraph:
-    """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph."""
+    """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph; with
+    ``planner`` (a compiled plan-only graph), ``START -> plan -> branch x samples -> vote``, the
+    branches starting from its plan."""
 
     def fan_out(state: _VotingState) -> list[Send]:
         check_input(state)  # a bad input is the user's mistake, raised before any model runs
         base = {"task": state["task"], "images": state.get("images", [])}
+        if planner is not None:
+            base |= {"subgoals": state.get("subgoals", []),
+                     "plan_turns": state.get("plan_turns", [])}
         return [Send("branch", {**base, "n": 0})] + [
             Send("branch", {**base, "n": i,
                             "sampling": {"temperature": temperature, "seed": seed + i}})
@@ -207,8 +232,10 @@ def _self_consistency(
     def decide(state: _VotingState) -> dict[str, Any]:
         branches = sorted(state["branches"], key=lambda b: b["n"])
         chosen, summary = vote(branches)
+        # the shared plan (subgoals, plan_turns, its usage) is in the state already
+        shared = ("subgoals", "plan_turns", "logprob") if planner is not None else ()
         winner = {k: v for k, v in branches[chosen].items()
-                  if k not in ("n", "usage", "sampling", "task", "images")}
+                  if k not in ("n", "usage", "sampling", "task", "images", *shared)}
         usage = reduce(add_usage, (b.get("usage") for b in branches), None)  # every branch's cost
         agree = summary[chosen]["votes"]
         reason = winner.get("reason", "")
@@ -216,10 +243,26 @@ def _self_consistency(
             reason = f"{reason}; {agree} of {samples} samples agree"
         return {**winner, "usage": usage, "samples": summary, "reason": reason}
 
+    def plan_once(state: _VotingState, config: RunnableConfig) -> dict[str, Any]:
+        check_input(state)
+        planned = planner.invoke({"task": state["task"], "images": state.get("images", [])},
+                                 config)
+        return {k: v for k, v in planned.items() if k not in ("task", "images")}
+
+    def after_plan(state: _VotingState) -> Any:
+        if state.get("status", "running") != "running":
+            return END  # the planner failed or hit a cap: that is the run's outcome
+        return fan_out(state)
+
     builder = StateGraph(_VotingState)
     builder.add_node("branch", run_branch)
     builder.add_node("vote", decide)
-    builder.add_conditional_edges(START, fan_out, ["branch"])
+    if planner is not None:
+        builder.add_node("plan", plan_once)
+        builder.add_edge(START, "plan")
+        builder.add_conditional_edges("plan", after_plan, ["branch", END])
+    else:
+        builder.add_conditional_edges(START, fan_out, ["branch"])
     builder.add_edge("branch", "vote")
     builder.add_edge("vote", END)
     return builder
@@ -232,12 +275,12 @@ def default_grounding(
     actions: ActionSet | str | Sequence[ToolLike] | None,
 ) -> Literal["actions", "program"]:
     """The grounding the default agent uses: ``"program"`` for the default model (``None`` or
-    ``"default"``) with only the maths tools in OnePass, where it won on maths-val (42% against
-    30% for action lines and 20% for the plain model's chain of thought); ``"actions"`` for
-    every other model, mode or tool set (LUMOS checkpoints and other trained grounders were
-    trained on action lines)."""
+    ``"default"``) in OnePass with the maths tools, alone or with user tools (which the program
+    calls as functions), where it won on maths-val (42% against 30% for action lines and 20%
+    for the plain model's chain of thought); ``"actions"`` for every other model, mode or tool
+    set (LUMOS checkpoints and other trained grounders were trained on action lines)."""
     default = model is None or model == "default"
-    return "program" if default and mode == "onepass" and is_maths_only(actions) else "actions"
+    return "program" if default and mode == "onepass" and runs_in_code(actions) else "actions"
 
 
 def _resolve_default(model: BaseChatModel | str | None, maths_only: bool) -> BaseChatModel | str:

@@ -24,7 +24,8 @@ from langchain_core.tools import BaseTool
 from lumos_graph.agent.actions import Action, ActionSet
 from lumos_graph.errors import ConfigError
 
-__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "is_maths_only", "parse_tool_names"]
+__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "is_maths_only", "parse_tool_names",
+           "runs_in_code"]
 
 TOOL_SETS = ("maths", "qa", "sql", "vqa")
 ToolLike = str | Action | BaseTool | Callable[..., Any]
@@ -57,6 +58,24 @@ def is_maths_only(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
     if isinstance(actions, str):
         return parse_tool_names(actions) == ["maths"]
     return len(actions) == 1 and isinstance(actions[0], str) and actions[0].strip() == "maths"
+
+
+def runs_in_code(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
+    """Whether a Python program can do everything ``actions`` can: the ``maths`` set (with
+    ``Code``) alone or with user tools, which ``Code`` calls as functions (see
+    :func:`create_actions`). Other named sets (qa, sql, vqa) need their own actions.
+    """
+    if actions is None or isinstance(actions, str) or is_maths_only(actions):
+        return is_maths_only(actions)
+    if isinstance(actions, ActionSet):
+        code = actions.get("Code")
+        host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
+        from lumos_graph.tools.maths.actions import math_actions
+
+        return code is not None and set(actions.names) <= set(math_actions().names) | set(host)
+    names = [item for item in actions if isinstance(item, str)]
+    return bool(names) and parse_tool_names(",".join(names)) == ["maths"] and all(
+        not getattr(item, "needs_images", False) for item in actions)
 
 
 def create_actions(

@@ -28,15 +28,27 @@ def _lit(text: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def plan_grammar(mode: str, k: int = 1) -> str:
+def plan_grammar(mode: str, k: int = 1, max_subgoals: int | None = None) -> str:
     """Grammar of a planner output.
 
     Args:
         mode: ``"onepass"`` (all subgoals on one line) or ``"iterative"``.
         k: for iterative mode, the number of the subgoal this turn may propose; turn 1 must
             propose ``Subgoal 1``, later turns either stop or propose ``Subgoal k``.
+        max_subgoals: for OnePass, the most subgoals a plan may have: the grammar then numbers
+            them 1, 2, 3, ... and ends the line after the last one, so a plan that would loop
+            past the cap (a small model repeats a subgoal a dozen times) stops at it instead.
     """
     sep = p.ITEM_SEP + "Subgoal "
+    if mode == "onepass" and max_subgoals is not None:
+        if max_subgoals < 1:
+            raise ValueError(f"max_subgoals must be at least 1, not {max_subgoals}")
+        rules = [f"root ::= {_lit(p.subgoal_text(1, ''))} text"
+                 + (" s2?" if max_subgoals > 1 else "")]
+        for n in range(2, max_subgoals + 1):
+            tail = f" s{n + 1}?" if n < max_subgoals else ""
+            rules.append(f"s{n} ::= {_lit(p.ITEM_SEP + p.subgoal_text(n, ''))} text{tail}")
+        return "\n".join([*rules, _TEXT]) + "\n"
     if mode == "onepass":
         root = f'root ::= {_lit(p.subgoal_text(1, ""))} text ({_lit(sep)} [1-9] [0-9]* ": " text)*'
     elif k <= 1:

@@ -144,7 +144,10 @@ def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     if not turns or turns[-1]["role"] != "user":
         new.append({"role": "user", "content": protocol.plan_first(state["task"])})
     prompt = _few_shot(spec, spec.planner, "plan") + turns + new
-    reply = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k), state)
+    # OnePass: the grammar numbers the subgoals and ends the plan at the cap (grammar-less
+    # models are checked against the cap below)
+    bound = spec.caps.max_subgoals if spec.mode == "onepass" else None
+    reply = _call(spec, spec.planner, prompt, plan_grammar(spec.mode, k, bound), state)
     text = reply.text
     if text is None:
         return {"usage": reply.usage, **_end("failed", f"the planner failed: {reply.error}")}
@@ -219,7 +222,7 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
 
 def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
     """Program grounding: the plan as one Python program, pending as one ``Code`` action."""
-    prompt = protocol.program_prompt(state["task"], subgoals)
+    prompt = protocol.program_prompt(state["task"], subgoals, code_functions(spec.actions))
     reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
                        grammar=program_grammar() if spec.use_grammar else None,
                        sampling=state.get("sampling"))
@@ -235,6 +238,14 @@ def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str])
                 "actions": [_unparsed(state, spec, exc)]}
     call = protocol.ActionCall((f"R{_next_variable(state)}",), "Code", code)
     return {**update, "pending": [call.render()]}
+
+
+def code_functions(actions: ActionSet) -> tuple[str, ...]:
+    """``name(params): description`` of the user tools a program may call inside ``Code``
+    (``create_actions`` makes them functions there); none for the maths tools alone."""
+    code = actions.get("Code")
+    host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
+    return tuple(action.doc for action in actions if action.name in host)
 
 
 def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:

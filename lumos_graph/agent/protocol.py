@@ -164,6 +164,11 @@ PROGRAM_SYSTEM = _template(
 )
 PROGRAM_TASK = _template("Problem: ${task}\n\nPlan:\n${plan}")
 PROGRAM_ITEM = _template("${k}. ${subgoal}")
+# With the user's tools in the action set, the program may call them as Python functions (the
+# Code tool runs them in the host process); the user turn then lists them after the plan.
+PROGRAM_FUNCTIONS = _template(
+    "\n\nThe program can call these functions (pass text arguments as strings):\n${functions}")
+PROGRAM_FUNCTION = _template("- ${doc}")
 PROGRAM_FENCE = "```python\n"
 _CODE_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n(?P<code>.*?)(?:```|$)", re.DOTALL)
 
@@ -344,12 +349,17 @@ def module_system(module: Literal["plan", "ground"], mode: Literal["onepass", "i
     return {"role": "system", "content": _fill(MODULE_SYSTEM[(module, mode)])}
 
 
-def program_prompt(task: str, subgoals: Sequence[str]) -> list[Turn]:
-    """The program grounder's conversation: the task and the numbered plan."""
+def program_prompt(task: str, subgoals: Sequence[str], functions: Sequence[str] = ()) -> list[Turn]:
+    """The program grounder's conversation: the task and the numbered plan, then the functions
+    the program may call (``functions``: ``name(params): description`` of each user tool)."""
     plan = "\n".join(_fill(PROGRAM_ITEM, k=str(k), subgoal=s.strip())
                      for k, s in enumerate(subgoals, 1))
+    user = _fill(PROGRAM_TASK, task=task.strip(), plan=plan)
+    if functions:
+        user += _fill(PROGRAM_FUNCTIONS, functions="\n".join(
+            _fill(PROGRAM_FUNCTION, doc=doc) for doc in functions))
     return [{"role": "system", "content": _fill(PROGRAM_SYSTEM)},
-            {"role": "user", "content": _fill(PROGRAM_TASK, task=task.strip(), plan=plan)}]
+            {"role": "user", "content": user}]
 
 
 def parse_program(text: str) -> str:

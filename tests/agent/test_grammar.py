@@ -151,3 +151,13 @@ def test_a_huge_variable_number_costs_a_few_rules_not_a_list() -> None:
     assert accepts(grammar, "R100000000001 = Calculator(R99999999999 + R7)")
     assert not accepts(grammar, "R100000000001 = Calculator(R100000000001)")
     assert not accepts(grammar, "R100000000001 = Calculator(R0100)")
+
+
+def test_a_onepass_plan_grammar_with_a_cap_numbers_the_subgoals_and_ends_at_the_cap() -> None:
+    capped = plan_grammar("onepass", max_subgoals=3)
+    assert accepts(capped, "Subgoal 1: Add")
+    assert accepts(capped, "Subgoal 1: Add; Subgoal 2: Halve R1; Subgoal 3: Sum")
+    assert not accepts(capped, "Subgoal 1: Add; Subgoal 3: Halve R1")  # numbered in order
+    assert not accepts(capped, "Subgoal 1: a; Subgoal 2: b; Subgoal 3: c; Subgoal 4: d")
+    assert accepts(plan_grammar("onepass", max_subgoals=1), "Subgoal 1: Add")
+    assert not accepts(plan_grammar("onepass", max_subgoals=1), "Subgoal 1: a; Subgoal 2: b")

@@ -309,9 +309,10 @@ def test_default_maths_agents_load_the_preset_their_grounding_needs(
     create_lumos_agent(actions=["maths", twice])
     create_lumos_agent("smollm2-135m")
     trained, base = models.TRAINED_PRESET, models.DEFAULT_PRESET
-    # the default OnePass agent grounds into programs: the plain model plans and writes them;
-    # the grounder is created before the planner when both are given
-    assert asked == [base, trained, base, trained, "default", "smollm2-135m"]
+    # the default OnePass agent grounds into programs, with user tools too (the program calls
+    # them): the plain model plans and writes them; the grounder is created before the
+    # planner when both are given
+    assert asked == [base, trained, base, trained, base, "smollm2-135m"]
 
 
 def test_a_repeated_call_is_not_run_again_and_the_planner_is_told() -> None:

@@ -99,3 +99,37 @@ def test_the_default_model_grounds_maths_onepass_into_programs_and_nothing_else_
     assert default_grounding("default", "onepass", "maths,qa") == "actions"
     assert default_grounding("lumos-maths-ground-onetime", "onepass", "maths") == "actions"
     assert default_grounding(scripted([]), "onepass", "maths") == "actions"
+
+
+def unit_price(item: str) -> float:
+    """Look up the price in dollars of one unit of a grocery item."""
+    return {"apple": 0.5}[item.strip().lower().rstrip("s")]
+
+
+def test_user_tools_keep_the_default_on_programs_and_the_program_may_call_them() -> None:
+    from lumos_graph.graphs.lumos import default_grounding
+    from lumos_graph.tools.toolsets import create_actions
+
+    actions = create_actions(["maths", unit_price])
+    assert default_grounding(None, "onepass", actions) == "program"
+    assert default_grounding(None, "onepass", ["maths", unit_price]) == "program"
+    assert default_grounding(None, "onepass", ["maths", "sql", unit_price]) == "actions"
+    assert default_grounding(None, "onepass", [unit_price]) == "actions"  # no Code without maths
+
+    grounder = scripted(['```python\nanswer = unit_price("apple") * 6\n```'])
+    out = create_lumos_agent(planner=scripted([PLAN]), grounder=grounder, actions=actions,
+                             grounding="program").invoke({"task": "What do 6 apples cost?"})
+    assert out["status"] == "answered", out["reason"]
+    assert float(out["answer"]) == 3.0
+    prompt = grounder.prompts[0][-1].content  # the functions are listed after the plan
+    assert prompt.endswith("The program can call these functions (pass text arguments as "
+                           "strings):\n- unit_price(item): Look up the price in dollars of one "
+                           "unit of a grocery item")
+
+
+def test_the_maths_only_program_prompt_lists_no_functions() -> None:
+    grounder = scripted([PROGRAM])
+    agent_ = create_lumos_agent(planner=scripted([PLAN]), grounder=grounder,
+                                actions=ActionSet([code_action()]), grounding="program")
+    agent_.invoke({"task": "Tom has 3 boxes of 12 pencils and gives away 10. How many?"})
+    assert "functions" not in grounder.prompts[0][-1].content

@@ -101,3 +101,48 @@ def test_answers_agree_by_value() -> None:
                             {"status": "answered", "answer": "7.0", "logprob": -3.0},
                             {"status": "cap_reached", "answer": None}])
     assert chosen == 0 and [s["votes"] for s in summary] == [2, 2, 0]
+
+
+class ProgramModel(SeededModel):
+    """Plans once; writes a program whose answer depends on the call's seed."""
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        with self.lock:
+            self.calls.append({"plan": "subgoal-based plan" in str(messages[-1].content),
+                               **kwargs})
+        if "subgoal-based plan" in str(messages[-1].content):
+            text = "Subgoal 1: Add the apples; Subgoal 2: Add the pears."
+        else:
+            text = f"```python\nanswer = {self.grounding[kwargs.get('seed')]}\n```"
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])
+
+
+def test_program_branches_share_one_greedy_plan_and_vote_on_the_programs_results() -> None:
+    from lumos_graph.agent.actions import ActionSet
+    from lumos_graph.tools.sandbox import code_action
+
+    model = ProgramModel(grounding={None: "2 + 2", 1: "2 + 3", 2: "1 + 4"}, calls=[])
+    graph = create_lumos_agent(model, actions=ActionSet([code_action()]), grounding="program",
+                               samples=3)
+    out = graph.invoke({"task": "Add two numbers."})
+    assert out["status"] == "answered" and out["answer"] == "5"
+    assert "2 of 3 samples agree" in out["reason"]
+    plans = [c for c in model.calls if c["plan"]]
+    assert len(plans) == 1 and "seed" not in plans[0]  # one plan, greedy
+    assert out["subgoals"] == ["Add the apples", "Add the pears."]  # once, not per branch
+    assert len(out["plan_turns"]) == 2
+    assert out["usage"]["model_calls"] == 4  # the plan and three programs
+    assert [s["answer"] for s in out["samples"]] == ["4", "5", "5"]
+
+
+def test_a_failed_shared_plan_ends_the_run_without_branches() -> None:
+    from lumos_graph.agent.actions import ActionSet
+    from lumos_graph.tools.sandbox import code_action
+
+    model = ProgramModel(grounding={}, calls=[])
+    graph = create_lumos_agent(model, actions=ActionSet([code_action()]), grounding="program",
+                               samples=3, max_subgoals=1, use_grammar=False)
+    out = graph.invoke({"task": "Add two numbers."})
+    assert out["status"] == "cap_reached" and "over the cap" in out["reason"]
+    assert len(model.calls) == 1
