@@ -3,11 +3,12 @@
     python examples/bring_your_own_tool.py
 
 A tool's name, the first line of its description and its argument names go into the grounding
-prompt and the grammar, so the model can only call tools that exist, with their arguments in
-order. Arguments arrive as text and are converted to the annotated types; a tool that raises
-produces an observation the planner reads, never a crash. Inside ``Code`` the tools are Python
-functions as well (``R1 = Code(unit_price(apple) * 6)``), run by this process under Code's time
-limit.
+prompt. With the default model the agent grounds the plan into one Python program that calls
+the tools as functions (``apply_discount(6 * unit_price("apple"), 10)``), run by this process
+under Code's time limit; with action lines (``grounding="actions"``, other models) each tool is
+an action of its own, ``R1 = unit_price(apple)``, and the grammar admits only tools that exist.
+Arguments are converted to the annotated types; a tool that raises produces an observation,
+never a crash.
 """
 
 from langchain_core.tools import tool

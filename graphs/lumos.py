@@ -12,7 +12,9 @@ and the others sampled at ``temperature`` with their own seeds; each is executed
 and the answer most branches agree on wins (:func:`~lumos_graph.agent.voting.vote`):
 ```
 START -> (branch x K, in parallel) -> vote -> END
+START -> plan -> (ground -> execute -> answer) x K -> vote -> END     program grounding
 ```
+With program grounding the K branches share one greedy plan and differ in their programs.
 The branches call the model concurrently, so our llama.cpp backend decodes them as one batch.
 """
 
@@ -48,7 +50,10 @@ from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import DEFAULT_PRESET, as_chat_model, lumos_default
 from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only, runs_in_code
 
-__all__ = ["build_lumos_graph", "create_lumos_agent", "default_grounding"]
+__all__ = [
+    "PROGRAM_SAMPLES", "build_lumos_graph", "create_lumos_agent", "default_grounding",
+    "default_samples",
+]
 
 
 def build_lumos_graph(spec: AgentSpec, *, planned: bool = False) -> StateGraph:
@@ -88,7 +93,7 @@ def create_lumos_agent(
     max_model_calls: int = 16,
     max_tokens: int | None = None,
     use_grammar: bool = True,
-    samples: int = 1,
+    samples: int | None = None,
     temperature: float = 0.7,
     seed: int = 0,
     checkpointer: Checkpointer = None,
@@ -126,6 +131,9 @@ def create_lumos_agent(
         use_grammar: constrain local models (``ChatLlamaCpp``) with GBNF grammars.
         samples: self-consistency: run this many branches (the first greedy, the others
             sampled) and answer what most of them agree on; 1 runs the graph once, greedily.
+            With program grounding the branches share one greedy plan and sample programs.
+            ``None``: :func:`default_samples` (6 for the default agent's program grounding,
+            chosen on validation; 1 otherwise).
         temperature: the sampled branches' temperature.
         seed: the sampled branches use seeds ``seed + 1``, ``seed + 2``, ...
         checkpointer: passed to ``compile`` (persist threads, resume runs).
@@ -141,15 +149,18 @@ def create_lumos_agent(
     """
     if mode not in ("onepass", "iterative"):
         raise ConfigError(f"mode must be 'onepass' or 'iterative', not {mode!r}")
-    if not 1 <= samples <= 64:
+    if samples is not None and not 1 <= samples <= 64:
         raise ConfigError(f"samples must be between 1 and 64, not {samples}")
     if not temperature > 0:
         raise ConfigError(f"temperature must be positive, not {temperature}")
     caps = Caps(max_subgoals, max_actions, max_model_calls, max_tokens)  # validates the caps
     # "default" (or no model) in a maths-only agent is the default model with the trained adapter
+    chosen = grounding is None
     if grounding is None:
         explicit_roles = planner is not None or grounder is not None
         grounding = "actions" if explicit_roles else default_grounding(model, mode, actions)
+    if samples is None:
+        samples = default_samples(grounding if chosen else None)
     if grounding not in ("actions", "program"):
         raise ConfigError(f"grounding must be 'actions' or 'program', not {grounding!r}")
     maths_only = is_maths_only(actions)
@@ -281,6 +292,19 @@ def default_grounding(
     set (LUMOS checkpoints and other trained grounders were trained on action lines)."""
     default = model is None or model == "default"
     return "program" if default and mode == "onepass" and runs_in_code(actions) else "actions"
+
+
+# The default agent's self-consistency: one greedy plan, a greedy program and five sampled
+# ones (temperature 0.7), majority vote over their executed results. On 68 questions of 70
+# unseen gsm_symbolic templates, the votes of these six programs were right on 26 against 21
+# for the greedy program alone.
+PROGRAM_SAMPLES = 6
+
+
+def default_samples(default_grounding_chosen: str | None) -> int:
+    """Branches of the default agent: :data:`PROGRAM_SAMPLES` when the default grounding
+    (:func:`default_grounding`) chose programs, else 1. An explicit ``grounding`` gets 1."""
+    return PROGRAM_SAMPLES if default_grounding_chosen == "program" else 1
 
 
 def _resolve_default(model: BaseChatModel | str | None, maths_only: bool) -> BaseChatModel | str:

@@ -144,8 +144,9 @@ def _state_rules(n: int, refs: list[str], last: int) -> list[str]:
     ]
 
 
-def program_grammar() -> str:
+def program_grammar(prefix: str = "") -> str:
     """Grammar of a program grounder's reply: one fenced Python block and nothing else (no
-    prose before or after it, which a small model otherwise adds at length)."""
-    return (f"root ::= {_lit(p.PROGRAM_FENCE)} line line* \"```\"\n"
+    prose before or after it, which a small model otherwise adds at length). ``prefix``: the
+    block's fixed first lines (the import line of the user's functions)."""
+    return (f"root ::= {_lit(p.PROGRAM_FENCE + prefix)} line line* \"```\"\n"
             'line ::= [^`\\n]* "\\n"\n')

@@ -222,17 +222,19 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
 
 def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
     """Program grounding: the plan as one Python program, pending as one ``Code`` action."""
-    prompt = protocol.program_prompt(state["task"], subgoals, code_functions(spec.actions))
+    functions = code_functions(spec.actions)
+    names = [doc.partition("(")[0] for doc in functions]
+    prompt = protocol.program_prompt(state["task"], subgoals, functions)
+    grammar = program_grammar(protocol.program_import(names)) if spec.use_grammar else None
     reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
-                       grammar=program_grammar() if spec.use_grammar else None,
-                       sampling=state.get("sampling"))
+                       grammar=grammar, sampling=state.get("sampling"))
     text = reply.text
     if text is None:
         return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
     update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
                               "ground_turns": [prompt[-1], _assistant(text)]}
     try:
-        code = protocol.parse_program(text)
+        code = protocol.drop_import(protocol.parse_program(text), names)
     except protocol.ParseError as exc:
         return {**update, "pending": [], "errors": [str(exc)],
                 "actions": [_unparsed(state, spec, exc)]}

@@ -34,6 +34,7 @@ __all__ = [
     "PromptFormat",
     "Turn",
     "direct_prompt",
+    "drop_import",
     "feedback",
     "final_answer_prompt",
     "module_system",
@@ -44,6 +45,7 @@ __all__ = [
     "parse_plan",
     "parse_program",
     "parse_short_answer",
+    "program_import",
     "program_prompt",
     "qa_prompt",
     "render_actions",
@@ -167,8 +169,12 @@ PROGRAM_ITEM = _template("${k}. ${subgoal}")
 # With the user's tools in the action set, the program may call them as Python functions (the
 # Code tool runs them in the host process); the user turn then lists them after the plan.
 PROGRAM_FUNCTIONS = _template(
-    "\n\nThe program can call these functions (pass text arguments as strings):\n${functions}")
+    "\n\nThese functions are already defined: call them, do not define them again (pass "
+    "text arguments as strings):\n${functions}")
 PROGRAM_FUNCTION = _template("- ${doc}")
+# ... and the program starts by importing them (the grammar writes this line): a small coder
+# model otherwise defines placeholder functions of the same names instead of calling them.
+PROGRAM_IMPORT = _template("from tools import ${names}\n\n")
 PROGRAM_FENCE = "```python\n"
 _CODE_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n(?P<code>.*?)(?:```|$)", re.DOTALL)
 
@@ -360,6 +366,20 @@ def program_prompt(task: str, subgoals: Sequence[str], functions: Sequence[str] 
             _fill(PROGRAM_FUNCTION, doc=doc) for doc in functions))
     return [{"role": "system", "content": _fill(PROGRAM_SYSTEM)},
             {"role": "user", "content": user}]
+
+
+def program_import(names: Sequence[str]) -> str:
+    """The import line a program that may call the user's functions ``names`` starts with
+    (empty without any)."""
+    return _fill(PROGRAM_IMPORT, names=", ".join(names)) if names else ""
+
+
+def drop_import(code: str, names: Sequence[str]) -> str:
+    """``code`` without its leading :func:`program_import` line: the functions are already
+    defined where the program runs, and ``tools`` is no module there."""
+    line = program_import(names).strip()
+    first, _, rest = code.lstrip().partition("\n")
+    return rest.lstrip("\n") if names and first.strip() == line else code
 
 
 def parse_program(text: str) -> str:

@@ -24,7 +24,7 @@ def build_umi_agent(args: argparse.Namespace, names: list[str], err: TextIO) -> 
     from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
     from lumos_graph.llm.models import DEFAULT_PRESET
 
-    if args.samples > 1:
+    if (args.samples or 1) > 1:
         raise ConfigError("--samples works with the LUMOS agents only, not --agent alpha-umi")
     if args.max_turns < 1:
         raise ConfigError("--max-turns must be at least 1")

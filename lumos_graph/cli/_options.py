@@ -64,9 +64,10 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
     parser.add_argument("--grounder-model", default=None, help="a different model for grounding")
     parser.add_argument("--max-model-calls", type=int, default=16, help="cap on model calls")
     parser.add_argument("--max-subgoals", type=int, default=8, help="cap on subgoals")
-    parser.add_argument("--samples", type=int, default=1, metavar="K",
+    parser.add_argument("--samples", type=int, default=None, metavar="K",
                      help="self-consistency: K runs (greedy + sampled) decoded together, the "
-                          "answer most agree on wins (default 1)")
+                          "answer most agree on wins (default: 6 programs of one plan for the "
+                          "default maths agent, else 1)")
     parser.add_argument("--no-grammar", action="store_true",
                      help="decode without the GBNF grammar (for comparison)")
     tools = parser.add_argument_group("tools")
@@ -159,7 +160,7 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
     models loaded (``"default"`` with only the maths tools: the trained adapter). A bad
     ``--db``, ``--kb``, ... fails before any model loads. ``agent_options`` go to
     ``create_lumos_agent`` (e.g. ``checkpointer``)."""
-    from lumos_graph.graphs.lumos import create_lumos_agent, default_grounding
+    from lumos_graph.graphs.lumos import create_lumos_agent, default_grounding, default_samples
     from lumos_graph.llm.models import DEFAULT_PRESET, lumos_default
     from lumos_graph.tools.toolsets import is_maths_only
 
@@ -177,7 +178,10 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
         # the plain model plans and writes the programs (it beat the shipped adapter as the
         # planner on maths-val; the adapter was trained for action lines)
         specs = [DEFAULT_PRESET, DEFAULT_PRESET]
-    branches = args.samples > 1  # --temperature/--seed go to the sampled branches
+    chosen = not (args.grounding or args.planner_model or args.grounder_model)
+    samples = args.samples if args.samples is not None else default_samples(
+        grounding if chosen else None)
+    branches = samples > 1  # --temperature/--seed go to the sampled branches
     planner, grounder = load_models(err, specs, then=build_actions,
                                     overrides=model_overrides(args, sampling=not branches))
     if branches and args.temperature is not None:
@@ -193,6 +197,6 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
         max_model_calls=args.max_model_calls,
         max_subgoals=args.max_subgoals,
         use_grammar=not args.no_grammar,
-        samples=args.samples,
+        samples=samples,
         **agent_options,
     )

@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None,
                     help="output folder (default: lumos-eval/DATASET-MODEL); a rerun resumes")
     ev.add_argument("--max-model-calls", type=int, default=16, help="cap per example and agent")
-    ev.add_argument("--samples", type=int, default=1, metavar="K",
-                    help="self-consistency branches of the LUMOS agents (default 1)")
+    ev.add_argument("--samples", type=int, default=None, metavar="K",
+                    help="self-consistency branches of the LUMOS agents (default: 6 for "
+                         "lumos-program, as in the default agent; 1 for the others)")
     ev.add_argument("--kb", default=None, help="knowledge base of the qa tools")
     ev.add_argument("--vqa-model", default=None, help="vision-language GGUF for vqa examples")
     ev.add_argument("--vqa-mmproj", default=None, help="its projector GGUF")

@@ -137,7 +137,9 @@ class EvalOptions:
 
     max_model_calls: int = 16
     max_subgoals: int = 8
-    samples: int = 1  # self-consistency branches of the LUMOS agents
+    # self-consistency branches of the LUMOS agents; None: 6 for lumos-program (the default
+    # agent's setting), 1 for the others
+    samples: int | None = None
     knowledge_base: Any = None
     vqa_model: str | None = None
     vqa_mmproj: str | None = None
@@ -197,7 +199,7 @@ class _Agents:
     def _build(self, agent: str, tools: ActionSet | None, images: Sequence[str] = ()) -> Any:
         o = self.options
         if agent.startswith("lumos-"):
-            from lumos_graph.graphs.lumos import create_lumos_agent
+            from lumos_graph.graphs.lumos import PROGRAM_SAMPLES, create_lumos_agent
             from lumos_graph.tools.toolsets import is_maths_only
 
             mode = "iterative" if agent == "lumos-iterative" else "onepass"
@@ -205,11 +207,14 @@ class _Agents:
             model = self.model
             if o.lumos_maths_model is not None and is_maths_only(tools) and not program:
                 model = o.lumos_maths_model
-            # lumos-program: the plain model plans (few-shot) and writes the program
+            # lumos-program: the plain model plans (few-shot) and writes the programs, voted
+            # on as in the default agent
+            samples = o.samples if o.samples is not None else (
+                PROGRAM_SAMPLES if program else 1)
             return create_lumos_agent(model, actions=tools, mode=mode,
                                       grounding="program" if program else "actions",
                                       max_model_calls=o.max_model_calls,
-                                      max_subgoals=o.max_subgoals, samples=o.samples)
+                                      max_subgoals=o.max_subgoals, samples=samples)
         if agent == "alpha-umi":
             from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
 

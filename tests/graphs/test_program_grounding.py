@@ -10,6 +10,7 @@ from lumos_graph.agent.grammar import program_grammar
 from lumos_graph.errors import ConfigError
 from lumos_graph.graphs.lumos import create_lumos_agent
 from lumos_graph.tools.sandbox import code_action
+from tests.agent.gbnf import accepts
 from tests.fakes import scripted, toy_actions
 
 PLAN = "Subgoal 1: Count the pencils in the boxes; Subgoal 2: Take away the ones given"
@@ -116,15 +117,21 @@ def test_user_tools_keep_the_default_on_programs_and_the_program_may_call_them()
     assert default_grounding(None, "onepass", ["maths", "sql", unit_price]) == "actions"
     assert default_grounding(None, "onepass", [unit_price]) == "actions"  # no Code without maths
 
-    grounder = scripted(['```python\nanswer = unit_price("apple") * 6\n```'])
+    grounder = scripted(['```python\nfrom tools import unit_price\n\n'
+                         'answer = unit_price("apple") * 6\n```'])
     out = create_lumos_agent(planner=scripted([PLAN]), grounder=grounder, actions=actions,
                              grounding="program").invoke({"task": "What do 6 apples cost?"})
     assert out["status"] == "answered", out["reason"]
     assert float(out["answer"]) == 3.0
+    # the import line is the grammar's, not run: the functions are defined in the sandbox
+    assert out["actions"][0]["args"] == 'answer = unit_price("apple") * 6'
     prompt = grounder.prompts[0][-1].content  # the functions are listed after the plan
-    assert prompt.endswith("The program can call these functions (pass text arguments as "
-                           "strings):\n- unit_price(item): Look up the price in dollars of one "
-                           "unit of a grocery item")
+    assert prompt.endswith("These functions are already defined: call them, do not define "
+                           "them again (pass text arguments as strings):\n- unit_price(item): "
+                           "Look up the price in dollars of one unit of a grocery item")
+    grammar = program_grammar(protocol.program_import(["unit_price"]))
+    assert accepts(grammar, '```python\nfrom tools import unit_price\n\nx = 1\n```')
+    assert not accepts(grammar, "```python\ndef unit_price(item):\n    return 1\n```")
 
 
 def test_the_maths_only_program_prompt_lists_no_functions() -> None:

@@ -37,12 +37,6 @@ def example_truth() -> float:
     return count * prices[item] * (1 - percent / 100)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default model grounds the task as Code(unit_price(6) * (1 - 0.10)) (measured "
-           "2026-12-07): the item becomes the quantity; a strict xfail until the example or "
-           "the grounding gets it right",
-)
 def test_the_example_prints_the_true_answer(default_gguf: Path) -> None:
     truth = example_truth()
     result = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True,
