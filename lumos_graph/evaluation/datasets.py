@@ -41,6 +41,12 @@ figures.
   from templates 70-79 only (10 questions from each of its 6 usable templates; training uses
   templates 0-69, so val chooses checkpoints and settings honestly), test from templates 80-99
   only (7 questions from each of its 15 usable templates). All three ship with the package.
+* ``maths-wide-val`` (70): one question from each of the 70 usable templates 0-79. ``maths-val``
+  has only 6 templates, so its 60 questions are 6 data points that move together (on one run
+  every question of three templates was right and every question of three others wrong). The
+  plain default model was trained on none of these templates and the few-shot examples are
+  hand-written, so this set chooses the settings of the untrained default agent; it is *not*
+  for adapters trained on templates 0-69 (those use ``maths-val``).
 * ``strategyqa-dev`` (200) / ``strategyqa-test`` (2,090): the 2,290 StrategyQA questions
   (Geva et al. 2021, MIT) of BIG-bench's ``strategyqa`` task (Apache-2.0), yes/no. The task file
   ships with the package, unchanged and gzipped (canary string included); the 200 questions
@@ -81,7 +87,8 @@ where the error message says).
                w(g(range(70, 80), 10, seed=2026, per_template=10), \\
                  'lumos_graph/data/maths_val.jsonl'); \\
                w(g(range(80, 100), 20, seed=2026, per_template=7), \\
-                 'lumos_graph/data/maths_test.jsonl')"
+                 'lumos_graph/data/maths_test.jsonl'); \\
+               w(g(range(0, 80), 80, seed=777), 'lumos_graph/data/maths_wide_val.jsonl')"
     python -c "from lumos_graph.evaluation.datasets import fetch_strategyqa_task as f; \\
                f('lumos_graph/data/strategyqa_task.json.gz')"
 """
@@ -457,6 +464,10 @@ _BUILTINS: dict[str, tuple[DatasetInfo, Callable[[], list[Item]]]] = {
                      "GSM8K-style maths, gsm_symbolic templates 70-79 only: the validation "
                      "split (never trained on)"),
          _shipped("maths_val.jsonl")),
+        (DatasetInfo("maths-wide-val", "val", "maths", 70,
+                     "GSM8K-style maths, one question from each usable gsm_symbolic template "
+                     "0-79: validation of settings for the untrained default agent"),
+         _shipped("maths_wide_val.jsonl")),
         (DatasetInfo("maths-test", "test", "maths", 105,
                      "GSM8K-style maths, gsm_symbolic templates 80-99 only (reasoning-gym)"),
          _shipped("maths_test.jsonl")),

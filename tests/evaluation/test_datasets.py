@@ -61,7 +61,8 @@ def template(item: dict[str, Any]) -> int:
 # ---- the registry -------------------------------------------------------------------------------
 def test_every_built_in_is_listed_with_a_split_and_a_kind() -> None:
     infos = {info.name: info for info in list_datasets()}
-    assert list(infos) == ["maths-dev", "maths-val", "maths-test", "strategyqa-dev", "strategyqa-test",
+    assert list(infos) == ["maths-dev", "maths-val", "maths-wide-val", "maths-test",
+                           "strategyqa-dev", "strategyqa-test",
                            "spider-dev", "easy-vqa-dev", "easy-vqa-test", "gsm8k-test",
                            "svamp-test", "hotpotqa-dev", "hotpotqa-distractor-dev"]
     for info in infos.values():
@@ -97,6 +98,13 @@ def test_the_shipped_maths_files_are_what_the_documented_command_makes() -> None
     assert generate_gsm_symbolic(range(0, 80), 20, seed=2026) == load_dataset("maths-dev")
     made = generate_gsm_symbolic(range(80, 100), 20, seed=2026, per_template=7)
     assert made == load_dataset("maths-test")
+    assert generate_gsm_symbolic(range(0, 80), 80, seed=777) == load_dataset("maths-wide-val")
+
+
+def test_the_wide_validation_split_has_one_question_per_template_and_none_of_the_test_ones() -> None:
+    wide = load_dataset("maths-wide-val")
+    assert len(wide) == 70 and len({template(i) for i in wide}) == 70
+    assert all(template(i) < 80 for i in wide)
 
 
 # ---- StrategyQA ---------------------------------------------------------------------------------
