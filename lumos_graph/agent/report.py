@@ -14,11 +14,11 @@
   "usage": {"model_calls": int, "prompt_tokens": int, "completion_tokens": int,
             "prompt_tokens_cached": int, "model_seconds": float},
   "seconds": float,
-  "samples": [{"answer", "status", "votes", "logprob", "chosen"}, ...]   # only with --samples K
+  "samples": [{"answer", "status", "votes", "logprob", "chosen"}, ...]   # self-consistency only
 }
 ```
-With self-consistency the trace (subgoals, actions) is the chosen branch's and ``usage`` adds
-up every branch.
+With self-consistency (``--samples K`` > 1, and the default OnePass maths agent's six programs)
+the trace (subgoals, actions) is the chosen branch's and ``usage`` adds up every branch.
 """
 
 from __future__ import annotations
