@@ -18,7 +18,8 @@ the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 **Output folder** (``--out``; default ``lumos-eval/<dataset>-<model>``)::
 
     run.json                      what was run (dataset, model, agents): a resumed run must match
-    trajectories/<agent>.jsonl    one trajectory per example, appended as each finishes
+    trajectories/<agent>.jsonl    one trajectory per example, appended as each finishes (with
+                                  ``samples``, every branch's answer, when the agent voted)
     results.json                  the summary (the object ``--json`` prints)
     results.md                    the side-by-side table
     accuracy_vs_seconds.png       accuracy against seconds per question, one point per agent
@@ -276,6 +277,8 @@ def _run_one(agents: _Agents, agent: str, item: dict[str, Any], dataset: str) ->
         if agent == "alpha-umi":  # every role's turn in alpha-UMi's format, and the decisions
             record["history"] = list(state.get("history", []))
             record["decisions"] = list(state.get("decisions", []))
+        if state.get("samples"):  # self-consistency: every branch's answer and votes
+            record["samples"] = [dict(s) for s in state["samples"]]
     if record["status"] == "running":
         record["status"] = "failed"
     result = score(item, record["answer"], actions=record["actions"])
@@ -302,7 +305,7 @@ def _run_one(agents: _Agents, agent: str, item: dict[str, Any], dataset: str) ->
         "subgoals": record["subgoals"],
         "plan_turns": record["plan_turns"],
         "ground_turns": record["ground_turns"],
-        **{k: record[k] for k in ("history", "decisions") if k in record},
+        **{k: record[k] for k in ("history", "decisions", "samples") if k in record},
     }
 
 

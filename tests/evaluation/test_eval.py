@@ -126,3 +126,19 @@ def test_a_maths_set_has_no_majority_class(tmp_path: Path) -> None:
                        out=tmp_path)
     assert "majority_class" not in summary
     assert "Majority class" not in format_table(summary)
+
+
+def test_a_voting_agent_keeps_every_branch_in_its_trajectory(tmp_path: Path) -> None:
+    from lumos_graph.evaluation.run import EvalOptions
+
+    model = rule_model(RULES)
+    run_eval("toy", ITEMS[:1], model, model_name="rules", agents=["lumos-onepass"],
+             out=tmp_path, options=EvalOptions(samples=3))
+    row = json.loads((tmp_path / "trajectories" / "lumos-onepass.jsonl").read_text())
+    assert [s["answer"] for s in row["samples"]] == ["5", "5", "5"]
+    assert [s["votes"] for s in row["samples"]] == [3, 3, 3]
+    assert sum(s["chosen"] for s in row["samples"]) == 1
+    single = tmp_path / "single"
+    run_eval("toy", ITEMS[:1], model, model_name="rules", agents=["lumos-onepass"],
+             out=single, options=EvalOptions(samples=1))
+    assert "samples" not in json.loads((single / "trajectories" / "lumos-onepass.jsonl").read_text())

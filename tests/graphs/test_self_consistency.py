@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from lumos_graph.agent.state import LumosState
 from lumos_graph.agent.voting import answer_key, vote
 from lumos_graph.errors import ConfigError
 from lumos_graph.graphs.lumos import create_lumos_agent
@@ -67,11 +68,27 @@ def test_branch_zero_is_greedy_and_the_others_sample_with_their_own_seeds() -> N
     assert sum("seed" not in c and "temperature" not in c for c in model.calls) == 2
 
 
-def test_a_tie_goes_to_the_likelier_branch() -> None:
+def test_a_tie_goes_to_the_greedy_branch_however_likely_the_others() -> None:
     model = SeededModel(grounding={None: "R1 = Add(2, 2)", 1: "R1 = Add(2, 3)"},
                         logprobs={None: -9.0, 1: -2.0}, calls=[])
     out = agent(model, 2).invoke({"task": "Add."})
-    assert out["answer"] == "5"
+    assert out["answer"] == "4"
+    greedy, sampled = out["samples"]
+    assert greedy["chosen"] and greedy["logprob"] < sampled["logprob"]
+
+
+def test_a_negative_answer_counts_half_a_vote() -> None:
+    def branches(*answers: str) -> list[LumosState]:
+        return [{"status": "answered", "answer": a} for a in answers]
+
+    # three branches subtract the wrong way round, two get the count: the count wins
+    assert vote(branches("12", "-24", "-24", "-24", "12", "-6"))[0] == 0
+    # a negative answer most branches agree on still wins
+    assert vote(branches("7", "-7", "-7", "-7"))[0] == 1
+    # four halves tie two whole votes: the tie goes to the earlier (greedy) branch
+    assert vote(branches("-7", "-7", "-7", "-7", "7", "7"))[0] == 0
+    chosen, summary = vote(branches("-3", "-3", "5"))
+    assert chosen == 0 and [s["votes"] for s in summary] == [2, 2, 1]  # votes stay whole
 
 
 def test_without_any_answer_the_greedy_branch_says_why() -> None:
