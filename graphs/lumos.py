@@ -199,8 +199,10 @@ def create_lumos_agent(
     shared_plan = grounding == "program"
     branch = build_lumos_graph(spec, planned=shared_plan).compile(name=f"lumos-{mode}-branch")
     planner_graph = _plan_only(spec) if shared_plan else None
+    # a negative answer counts half a vote for programs (maths), where it was measured
     graph = _self_consistency(branch.with_config(recursion_limit=limit), samples,
-                              temperature, seed, planner=planner_graph).compile(
+                              temperature, seed, planner=planner_graph,
+                              negative_weight=0.5 if shared_plan else 1.0).compile(
         checkpointer=checkpointer, name=name or f"lumos-{mode}-x{samples}")
     return graph.with_config(recursion_limit=limit)
 
@@ -218,19 +220,25 @@ class _VotingState(LumosState, total=False):
     branches: Annotated[list[dict[str, Any]], operator.add]
 
 
+def _less(usage: dict[str, Any], spent: dict[str, Any]) -> dict[str, Any]:
+    """A branch's own usage: its total less what it started with (the shared plan's)."""
+    return {k: v - spent.get(k, 0) for k, v in usage.items()}
+
+
 def _self_consistency(
-    branch: Any, samples: int, temperature: float, seed: int, *, planner: Any = None
+    branch: Any, samples: int, temperature: float, seed: int, *, planner: Any = None,
+    negative_weight: float = 1.0,
 ) -> StateGraph:
     """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph; with
     ``planner`` (a compiled plan-only graph), ``START -> plan -> branch x samples -> vote``, the
-    branches starting from its plan."""
+    branches starting from its plan. ``negative_weight``: see :func:`vote`."""
 
     def fan_out(state: _VotingState) -> list[Send]:
         check_input(state)  # a bad input is the user's mistake, raised before any model runs
         base = {"task": state["task"], "images": state.get("images", [])}
-        if planner is not None:
+        if planner is not None:  # the plan's usage too, so that each branch's caps count it
             base |= {"subgoals": state.get("subgoals", []),
-                     "plan_turns": state.get("plan_turns", [])}
+                     "plan_turns": state.get("plan_turns", []), "usage": state.get("usage", {})}
         return [Send("branch", {**base, "n": 0})] + [
             Send("branch", {**base, "n": i,
                             "sampling": {"temperature": temperature, "seed": seed + i}})
@@ -244,12 +252,14 @@ def _self_consistency(
 
     def decide(state: _VotingState) -> dict[str, Any]:
         branches = sorted(state["branches"], key=lambda b: b["n"])
-        chosen, summary = vote(branches)
+        chosen, summary = vote(branches, negative_weight=negative_weight)
         # the shared plan (subgoals, plan_turns, its usage) is in the state already
         shared = ("subgoals", "plan_turns", "logprob") if planner is not None else ()
         winner = {k: v for k, v in branches[chosen].items()
                   if k not in ("n", "usage", "sampling", "task", "images", *shared)}
-        usage = reduce(add_usage, (b.get("usage") for b in branches), None)  # every branch's cost
+        plan = state.get("usage", {}) if planner is not None else {}
+        usage = reduce(add_usage, (_less(b.get("usage", {}), plan) for b in branches),
+                       None)  # every branch's own cost, added to the plan's
         agree = summary[chosen]["votes"]
         reason = winner.get("reason", "")
         if winner.get("status") == "answered":

@@ -175,6 +175,7 @@ PROGRAM_FUNCTION = _template("- ${doc}")
 # ... and the program starts by importing them (the grammar writes this line): a small coder
 # model otherwise defines placeholder functions of the same names instead of calling them.
 PROGRAM_IMPORT = _template("from tools import ${names}\n\n")
+_TOOLS_IMPORT = re.compile(r"from\s+tools\s+import\s+[\w\s,()]+$")
 PROGRAM_FENCE = "```python\n"
 _CODE_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n(?P<code>.*?)(?:```|$)", re.DOTALL)
 
@@ -375,11 +376,11 @@ def program_import(names: Sequence[str]) -> str:
 
 
 def drop_import(code: str, names: Sequence[str]) -> str:
-    """``code`` without its leading :func:`program_import` line: the functions are already
-    defined where the program runs, and ``tools`` is no module there."""
-    line = program_import(names).strip()
+    """``code`` without its leading ``from tools import ...`` line (:func:`program_import`, or
+    any such line a model without the grammar wrote): the functions are already defined where
+    the program runs, and ``tools`` is no module there."""
     first, _, rest = code.lstrip().partition("\n")
-    return rest.lstrip("\n") if names and first.strip() == line else code
+    return rest.lstrip("\n") if names and _TOOLS_IMPORT.match(first.strip()) else code
 
 
 def parse_program(text: str) -> str:

@@ -100,8 +100,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, samples: bool = False)
                        help="CPU threads of the model (default: one per physical core)")
     group.add_argument("--n-ctx", type=_positive_int, default=None, metavar="TOKENS",
                        help="context window of the model (default 4096)")
-    sampled = (" with --samples K, the sampled branches' temperature (default 0.7; the first "
-               "branch stays greedy)" if samples else "")
+    sampled = (" with --samples K or the default maths agent's vote, the sampled branches' "
+               "temperature (default 0.7; the first branch stays greedy)" if samples else "")
     group.add_argument("--temperature", type=_temperature, default=None, metavar="T",
                        help=f"sampling temperature (default 0: greedy);{sampled}")
     group.add_argument("--seed", type=_seed, default=None, metavar="S",
@@ -181,6 +181,8 @@ def build_agent(args: argparse.Namespace, names: list[str], mode: str, err: Text
     chosen = not (args.grounding or args.planner_model or args.grounder_model)
     samples = args.samples if args.samples is not None else default_samples(
         grounding if chosen else None)
+    if args.samples is None and args.temperature == 0:
+        samples = 1  # --temperature 0 asks for the greedy run, not the default's vote
     branches = samples > 1  # --temperature/--seed go to the sampled branches
     planner, grounder = load_models(err, specs, then=build_actions,
                                     overrides=model_overrides(args, sampling=not branches))

@@ -17,7 +17,7 @@ the SQL set on the example's ``db``; ``vqa`` → the VQA set). Agents:
 
 **Output folder** (``--out``; default ``lumos-eval/<dataset>-<model>``)::
 
-    run.json                      what was run (dataset, model, agents): a resumed run must match
+    run.json                      what was run (dataset, model, agents, samples): a resumed run must match
     trajectories/<agent>.jsonl    one trajectory per example, appended as each finishes (with
                                   ``samples``, every branch's answer, when the agent voted)
     results.json                  the summary (the object ``--json`` prints)
@@ -200,7 +200,7 @@ class _Agents:
     def _build(self, agent: str, tools: ActionSet | None, images: Sequence[str] = ()) -> Any:
         o = self.options
         if agent.startswith("lumos-"):
-            from lumos_graph.graphs.lumos import PROGRAM_SAMPLES, create_lumos_agent
+            from lumos_graph.graphs.lumos import create_lumos_agent
             from lumos_graph.tools.toolsets import is_maths_only
 
             mode = "iterative" if agent == "lumos-iterative" else "onepass"
@@ -210,12 +210,11 @@ class _Agents:
                 model = o.lumos_maths_model
             # lumos-program: the plain model plans (few-shot) and writes the programs, voted
             # on as in the default agent
-            samples = o.samples if o.samples is not None else (
-                PROGRAM_SAMPLES if program else 1)
             return create_lumos_agent(model, actions=tools, mode=mode,
                                       grounding="program" if program else "actions",
                                       max_model_calls=o.max_model_calls,
-                                      max_subgoals=o.max_subgoals, samples=samples)
+                                      max_subgoals=o.max_subgoals,
+                                      samples=agent_samples(agent, o))
         if agent == "alpha-umi":
             from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
 
@@ -377,6 +376,19 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
+def agent_samples(agent: str, options: EvalOptions) -> int | None:
+    """Self-consistency branches of ``agent`` in this run (None: the agent does not vote):
+    ``--samples`` when given, else the default agent's for ``lumos-program`` and 1 for the
+    other LUMOS agents."""
+    from lumos_graph.graphs.lumos import default_samples
+
+    if not agent.startswith("lumos-"):
+        return None
+    if options.samples is not None:
+        return options.samples
+    return default_samples("program" if agent == "lumos-program" else None)
+
+
 def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
     path = out / "run.json"
     if path.is_file():
@@ -389,6 +401,12 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
                 raise ConfigError(
                     f"{out} holds a run of {key} {old.get(key)!r}, not {manifest[key]!r}; "
                     "give another --out")
+        for agent, samples in manifest["samples"].items():
+            before = old.get("samples", {}).get(agent, samples)
+            if before != samples:
+                raise ConfigError(
+                    f"{out} holds {agent} runs with {before} samples, not {samples}; give "
+                    f"another --out or --samples {before}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "trajectories").mkdir(exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -445,9 +463,11 @@ def run_eval(
         raise ConfigError(f"unknown agent {', '.join(map(repr, unknown)) or '(none)'}; "
                           f"choose from {', '.join(AGENTS)}")
     out = out or default_out_dir(dataset, model_name)
+    options = options or EvalOptions()
     _check_manifest(out, {"dataset": dataset, "model": model_name, "agents": list(agents),
-                          "n": len(items)})
-    runner = _Agents(model, options or EvalOptions())
+                          "n": len(items),
+                          "samples": {a: agent_samples(a, options) for a in agents}})
+    runner = _Agents(model, options)
     files = {a: out / "trajectories" / f"{a}.jsonl" for a in agents}
     done = {a: _read_done(files[a]) for a in agents}
     rows: dict[str, list[dict[str, Any]]] = {a: [] for a in agents}

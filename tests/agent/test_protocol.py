@@ -199,3 +199,14 @@ def test_direct_never_takes_template_text_and_reads_a_leading_yes_or_no() -> Non
     assert parse_direct_answer("No, goldfish need water to breathe.") == "no"
     assert parse_direct_answer("Yes. The tower is in Paris.\nAnswer: <yes or no>") == "yes"
     assert parse_direct_answer("Nothing here is known.") is None  # "No" must be a whole word
+
+
+def test_a_program_loses_its_tools_import_line_however_the_model_wrote_it() -> None:
+    body = "price = unit_price(6)\nprint(price)"
+    names = ["apply_discount", "unit_price"]
+    assert p.drop_import(p.program_import(names) + body, names) == body
+    assert p.drop_import("from tools import unit_price\n" + body, names) == body  # a subset
+    assert p.drop_import("from tools import (unit_price)\n" + body, names) == body
+    assert p.drop_import("import math\n" + body, names) == "import math\n" + body
+    assert p.drop_import("from tools import unit_price\n" + body, []) == (
+        "from tools import unit_price\n" + body)  # no user tools: nothing to drop

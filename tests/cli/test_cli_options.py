@@ -102,3 +102,19 @@ def test_slow_steps_print_plain_lines_when_not_on_a_terminal() -> None:
     with Spinner(quiet, "thinking", plain=False, after=0.0):
         time.sleep(0.2)
     assert quick.getvalue() == quiet.getvalue() == ""
+
+
+def test_temperature_zero_makes_the_default_agent_one_greedy_run(
+        monkeypatch: pytest.MonkeyPatch, default_gguf: Path) -> None:
+    from lumos_graph.cli._options import build_agent
+
+    monkeypatch.setattr(ChatLlamaCpp, "load", lambda self: None)  # the agent only, no weights
+
+    def agent(*options: str) -> str:
+        args = _parser().parse_args(["ask", "Q?", *options])
+        return build_agent(args, ["maths"], "onepass", io.StringIO()).get_name()
+
+    assert agent() == "lumos-onepass-x6"  # the default: a vote over six programs
+    assert agent("--temperature", "0.5") == "lumos-onepass-x6"  # the sampled branches' setting
+    assert agent("--temperature", "0") == "lumos-onepass"
+    assert agent("--samples", "3") == "lumos-onepass-x3"

@@ -37,7 +37,7 @@ def run_json(request: pytest.FixtureRequest, default_gguf: object) -> dict[str, 
 def test_trace_has_the_documented_shape(run_json: dict[str, Any]) -> None:
     # self-consistency (the default OnePass maths agent votes over six programs) adds samples
     assert tuple(k for k in run_json if k != "samples") == REPORT_KEYS
-    if run_json["mode"] == "onepass":
+    if run_json["mode"] == "onepass" and run_json["status"] == "answered":  # the vote answered
         assert len(run_json["samples"]) == 6 and sum(s["chosen"] for s in run_json["samples"]) == 1
     assert run_json["status"] in ("answered", "cap_reached", "failed")
     assert run_json["subgoals"], "the planner produced no subgoal"

@@ -142,3 +142,6 @@ def test_a_voting_agent_keeps_every_branch_in_its_trajectory(tmp_path: Path) -> 
     run_eval("toy", ITEMS[:1], model, model_name="rules", agents=["lumos-onepass"],
              out=single, options=EvalOptions(samples=1))
     assert "samples" not in json.loads((single / "trajectories" / "lumos-onepass.jsonl").read_text())
+    with pytest.raises(ConfigError, match="lumos-onepass runs with 3 samples, not 1"):
+        run_eval("toy", ITEMS[:1], model, model_name="rules", agents=["lumos-onepass"],
+                 out=tmp_path, options=EvalOptions(samples=1))

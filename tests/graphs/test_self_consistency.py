@@ -77,18 +77,22 @@ def test_a_tie_goes_to_the_greedy_branch_however_likely_the_others() -> None:
     assert greedy["chosen"] and greedy["logprob"] < sampled["logprob"]
 
 
-def test_a_negative_answer_counts_half_a_vote() -> None:
-    def branches(*answers: str) -> list[LumosState]:
-        return [{"status": "answered", "answer": a} for a in answers]
+def test_with_negative_weight_a_negative_answer_counts_half_a_vote() -> None:
+    def half(*answers: str) -> int:
+        return vote([{"status": "answered", "answer": a} for a in answers],
+                    negative_weight=0.5)[0]
 
     # three branches subtract the wrong way round, two get the count: the count wins
-    assert vote(branches("12", "-24", "-24", "-24", "12", "-6"))[0] == 0
+    assert half("12", "-24", "-24", "-24", "12", "-6") == 0
     # a negative answer most branches agree on still wins
-    assert vote(branches("7", "-7", "-7", "-7"))[0] == 1
-    # four halves tie two whole votes: the tie goes to the earlier (greedy) branch
-    assert vote(branches("-7", "-7", "-7", "-7", "7", "7"))[0] == 0
-    chosen, summary = vote(branches("-3", "-3", "5"))
-    assert chosen == 0 and [s["votes"] for s in summary] == [2, 2, 1]  # votes stay whole
+    assert half("7", "-7", "-7", "-7") == 1
+    # four halves tie two whole votes: the tie goes to the earliest of the tied
+    assert half("-7", "-7", "-7", "-7", "7", "7") == 0
+    assert half("7", "7", "-7", "-7", "-7", "-7") == 0
+    # by default (every agent but the program-grounded one) every answer counts whole
+    three: list[LumosState] = [{"status": "answered", "answer": a} for a in ("5", "-3", "-3")]
+    chosen, summary = vote(three)
+    assert chosen == 1 and [s["votes"] for s in summary] == [1, 2, 2]  # votes stay whole
 
 
 def test_without_any_answer_the_greedy_branch_says_why() -> None:
@@ -163,3 +167,15 @@ def test_a_failed_shared_plan_ends_the_run_without_branches() -> None:
     out = graph.invoke({"task": "Add two numbers."})
     assert out["status"] == "cap_reached" and "over the cap" in out["reason"]
     assert len(model.calls) == 1
+
+
+def test_the_shared_plan_counts_against_every_branch_s_model_call_cap() -> None:
+    from lumos_graph.agent.actions import ActionSet
+    from lumos_graph.tools.sandbox import code_action
+
+    model = ProgramModel(grounding={None: "2 + 2", 1: "2 + 3"}, calls=[])
+    graph = create_lumos_agent(model, actions=ActionSet([code_action()]), grounding="program",
+                               samples=2, max_model_calls=1)
+    out = graph.invoke({"task": "Add two numbers."})
+    assert out["status"] == "cap_reached" and "model-call cap (1)" in out["reason"]
+    assert len(model.calls) == 1 and out["usage"]["model_calls"] == 1
