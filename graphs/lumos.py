@@ -298,10 +298,12 @@ def default_grounding(
     actions: ActionSet | str | Sequence[ToolLike] | None,
 ) -> Literal["actions", "program"]:
     """The grounding the default agent uses: ``"program"`` for the default model (``None`` or
-    ``"default"``) in OnePass with the maths tools, alone or with user tools (which the program
-    calls as functions), where it won on maths-val (42% against 30% for action lines and 20%
-    for the plain model's chain of thought); ``"actions"`` for every other model, mode or tool
-    set (LUMOS checkpoints and other trained grounders were trained on action lines)."""
+    ``"default"``) in OnePass with the maths tools, where it won on maths-val (42% against 30%
+    for action lines and 20% for the plain model's chain of thought), and with the maths tools
+    and user tools, which the program calls as functions (not measured on a split: chosen so
+    that one program does the arithmetic around them); ``"actions"`` for every other model,
+    mode or tool set (LUMOS checkpoints and other trained grounders were trained on action
+    lines)."""
     default = model is None or model == "default"
     return "program" if default and mode == "onepass" and runs_in_code(actions) else "actions"
 

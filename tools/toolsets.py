@@ -68,11 +68,10 @@ def runs_in_code(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
     if actions is None or isinstance(actions, str) or is_maths_only(actions):
         return is_maths_only(actions)
     if isinstance(actions, ActionSet):
-        code = actions.get("Code")
-        host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
         from lumos_graph.tools.maths.actions import math_actions
 
-        return code is not None and set(actions.names) <= set(math_actions().names) | set(host)
+        functions = {a.name for a in actions.code_functions()}
+        return "Code" in actions.names and set(actions.names) <= set(math_actions().names) | functions
     names = [item for item in actions if isinstance(item, str)]
     return bool(names) and parse_tool_names(",".join(names)) == ["maths"] and all(
         not getattr(item, "needs_images", False) for item in actions)

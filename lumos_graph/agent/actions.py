@@ -195,6 +195,13 @@ class ActionSet(Sequence[Action]):
         """The action called ``name``, or ``None``."""
         return self._by_name.get(name)
 
+    def code_functions(self) -> tuple[Action, ...]:
+        """The actions a program run by this set's ``Code`` may call as functions (the names
+        its executor hosts: user tools, see ``create_actions``); none without ``Code``."""
+        code = self.get("Code")
+        host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
+        return tuple(a for a in self._actions if a.name in host)
+
     def listing(self) -> str:
         """The action list text of the grounding prompt (two lines, LUMOS format, then notes)."""
         if self._listing is not None:

@@ -222,9 +222,9 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
 
 def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
     """Program grounding: the plan as one Python program, pending as one ``Code`` action."""
-    functions = code_functions(spec.actions)
-    names = [doc.partition("(")[0] for doc in functions]
-    prompt = protocol.program_prompt(state["task"], subgoals, functions)
+    functions = spec.actions.code_functions()
+    names = [a.name for a in functions]
+    prompt = protocol.program_prompt(state["task"], subgoals, [a.doc for a in functions])
     grammar = program_grammar(protocol.program_import(names)) if spec.use_grammar else None
     reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
                        grammar=grammar, sampling=state.get("sampling"))
@@ -240,14 +240,6 @@ def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str])
                 "actions": [_unparsed(state, spec, exc)]}
     call = protocol.ActionCall((f"R{_next_variable(state)}",), "Code", code)
     return {**update, "pending": [call.render()]}
-
-
-def code_functions(actions: ActionSet) -> tuple[str, ...]:
-    """``name(params): description`` of the user tools a program may call inside ``Code``
-    (``create_actions`` makes them functions there); none for the maths tools alone."""
-    code = actions.get("Code")
-    host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
-    return tuple(action.doc for action in actions if action.name in host)
 
 
 def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:

@@ -117,8 +117,8 @@ def test_user_tools_keep_the_default_on_programs_and_the_program_may_call_them()
     assert default_grounding(None, "onepass", ["maths", "sql", unit_price]) == "actions"
     assert default_grounding(None, "onepass", [unit_price]) == "actions"  # no Code without maths
 
-    grounder = scripted(['```python\nfrom tools import unit_price\n\n'
-                         'answer = unit_price("apple") * 6\n```'])
+    grounder = scripted([('```python\nfrom tools import unit_price\n\n'
+                          'answer = unit_price("apple") * 6\n```')])
     out = create_lumos_agent(planner=scripted([PLAN]), grounder=grounder, actions=actions,
                              grounding="program").invoke({"task": "What do 6 apples cost?"})
     assert out["status"] == "answered", out["reason"]
