@@ -142,7 +142,10 @@ def render_history(history: Sequence[Turn]) -> str:
 
 
 def render_decision(thought: str, decision: Decision) -> str:
-    """A planner turn as the history holds it: ``{thought}\\n Next: caller.``"""
+    """A planner turn as the history holds it: ``{thought}\\n Next: caller.`` (``Next:
+    caller.`` alone without a rationale)"""
+    if not thought.strip():
+        return f"{NEXT}{decision}."
     return f"{thought.strip()}\n {NEXT}{decision}."
 
 
@@ -312,11 +315,17 @@ def _lit(text: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def planner_grammar() -> str:
-    """A one-line rationale, a newline, then one of the three decisions."""
-    choices = " | ".join(_lit(d) for d in DECISIONS)
-    return (f'root ::= thought "\\n" " "? {_lit(NEXT)} ({choices}) "."\n'
-            "thought ::= [^\\n] [^\\n]*\n")
+def planner_grammar(conclude: bool = True) -> str:
+    """A one-line rationale, a newline, then one of the three decisions; without
+    ``conclude`` (no tool has answered yet, so the history cannot hold the answer), ``caller``
+    or ``give up`` only."""
+    choices = " | ".join(_lit(d) for d in DECISIONS if conclude or d != "conclusion")
+    # the rationale may be left out, and it never starts with "Next": a model that writes the
+    # decision first has made it (it used to write "Next: caller." as its rationale, then
+    # another decision under it)
+    return (f'root ::= (thought "\\n" " "?)? {_lit(NEXT)} ({choices}) "."\n'
+            'thought ::= [^\\nN] [^\\n]* | "N" ([^\\ne] [^\\n]*)? | "Ne" ([^\\nx] [^\\n]*)?'
+            ' | "Nex" ([^\\nt] [^\\n]*)?\n')
 
 
 @lru_cache(maxsize=64)

@@ -167,6 +167,13 @@ def test_a_grammar_model_gets_both_grammars_and_is_never_snapped() -> None:
     state = create_alpha_umi_agent(model, actions=toy_actions()).invoke({"task": TASK})
     planner_grammar, caller_grammar = (k["grammar"] for k in model.call_kwargs[:2])
     assert accepts(planner_grammar, "Double 5.\nNext: caller.")
+    assert accepts(planner_grammar, "No tool fits.\nNext: give up.")
+    # nothing observed yet: no conclusion (the history cannot hold the answer)
+    assert not accepts(planner_grammar, "Done.\nNext: conclusion.")
+    # the decision may come first, alone; a rationale never starts with "Next"
+    assert accepts(planner_grammar, "Next: caller.")
+    assert accepts(planner_grammar, "Now double 5.\nNext: caller.")
+    assert not accepts(planner_grammar, "Next: caller. (call a tool)\nNext: give up.")
     assert accepts(caller_grammar, 'Action: Double\nAction Input: {"x": "5"}')
     assert not accepts(caller_grammar, 'Action: dubble\nAction Input: {"x": "5"}')
     assert not accepts(caller_grammar, 'Action: Add\nAction Input: {"a": "1"}')
@@ -201,3 +208,16 @@ def test_usage_mistakes_raise_before_any_model_runs() -> None:
         create_alpha_umi_agent(scripted([]), actions=toy_actions(), max_repeats=1)
     with pytest.raises(ConfigError, match="task"):
         create_alpha_umi_agent(scripted([]), actions=toy_actions()).invoke({"task": " "})
+
+
+def test_after_an_observation_the_planner_may_conclude() -> None:
+    model = GrammarScripted(messages=iter([]), prompts=[], call_kwargs=[])
+    from langchain_core.messages import AIMessage
+
+    model.messages = iter([AIMessage(m) for m in [
+        "Double 5.\nNext: caller.", 'Action: Double\nAction Input: {"x": "5"}',
+        "Done.\nNext: conclusion.", "10"]])
+    state = create_alpha_umi_agent(model, actions=toy_actions()).invoke({"task": TASK})
+    assert (state["status"], state["answer"]) == ("answered", "10")
+    second_planner = model.call_kwargs[2]["grammar"]
+    assert accepts(second_planner, "Done.\nNext: conclusion.")
