@@ -159,8 +159,9 @@ def schema_to_gbnf(schema: Mapping[str, Any]) -> str:
 
     Covers what tool schemas use: ``type`` (one or a list), ``enum``, ``const``, ``anyOf`` /
     ``oneOf``, objects with ``properties`` and ``required`` (properties in schema order, the
-    optional ones omissible), arrays with ``items``. Anything else (a schema without a type,
-    an object without properties) accepts any JSON value of that kind. The expression refers to
+    optional ones omissible), arrays with ``items``; an object with empty ``properties`` (a
+    tool without arguments) is ``{}``. Anything else (a schema without a type, an object that
+    names no properties) accepts any JSON value of that kind. The expression refers to
     the rules of ``_JSON_RULES``, which :func:`tool_call_grammar` includes.
     """
     if "const" in schema:
@@ -175,6 +176,8 @@ def schema_to_gbnf(schema: Mapping[str, Any]) -> str:
         return "(" + " | ".join(schema_to_gbnf({**schema, "type": k}) for k in kind) + ")"
     if kind == "object" and schema.get("properties"):
         return _object_expr(schema["properties"], schema.get("required", ()))
+    if kind == "object" and "properties" in schema and not schema.get("additionalProperties"):
+        return '"{}"'  # a tool without arguments: its empty properties say there are none
     if kind == "array":
         item = schema_to_gbnf(schema.get("items") or {})
         return f'("[" ({item} (", " {item})*)? "]")'

@@ -71,13 +71,6 @@ class TestChatLlamaCppIntegration(_Settings, ChatModelIntegrationTests):
     """The standard integration suite on the real default model (its async cases run through
     pytest-asyncio, ``asyncio_mode = "auto"`` in pyproject.toml)."""
 
-    @pytest.mark.xfail(strict=True, reason="a tool without arguments is bound with the schema "
-                       "{'properties': {}, 'type': 'object'} and the suite expects {} as the "
-                       "call's arguments: our grammar makes the model write the empty object's "
-                       "schema keys")
-    def test_tool_calling_with_no_arguments(self, model: Any) -> None:
-        super().test_tool_calling_with_no_arguments(model)
-
 
 def test_tool_calls_in_list_content_render_once_from_tool_calls() -> None:
     """Anthropic-style histories (the standard suite's list-content case): a ``tool_use``

@@ -141,6 +141,14 @@ def test_object_without_required_properties_needs_no_leading_comma() -> None:
     )
 
 
+def test_a_tool_without_arguments_takes_the_empty_object_only() -> None:
+    assert schema_to_gbnf({"type": "object", "properties": {}}) == '"{}"'
+    # an object that names no properties, or allows others, still takes any object
+    assert schema_to_gbnf({"type": "object"}) == "object"
+    assert schema_to_gbnf({"type": "object", "properties": {},
+                           "additionalProperties": True}) == "object"
+
+
 @pytest.mark.parametrize(
     ("choice", "root"),
     [("auto", "prose calls? | single"), ("none", "text"), ("any", "calls | single"),
