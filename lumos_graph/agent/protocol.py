@@ -191,6 +191,9 @@ ANSWER_LINE = re.compile(
     r"(?:final answer|answer)\s*(?:is)?\s*[:：]?\s*(?P<answer>.+?)\s*$", re.IGNORECASE
 )
 BOXED = re.compile(r"\\boxed\{(?P<answer>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+_PLACEHOLDER_TEXT = "a number, yes or no"
+FILLED_PLACEHOLDER = re.compile(r"<\s*a short answer\s*:\s*(?P<value>[^<>]*?[^<>\s])\s*(?:</\w*>|>)",
+                                re.IGNORECASE)
 PLACEHOLDER = re.compile(r"<[^<>]*>|\[[^\[\]]*answer[^\[\]]*\]", re.IGNORECASE)
 CONCLUSION = re.compile(r"^(?:therefore|so|thus|hence)\b[,:]?\s*(?P<answer>.+)$", re.IGNORECASE)
 SYSTEM = {
@@ -414,7 +417,7 @@ def parse_direct_answer(text: str) -> str | None:
     The last ``\\boxed{...}``, else the last ``Answer: ...`` (or ``the answer is ...``) line,
     else the last line starting with ``Therefore``/``So``/``Thus``, else ``yes``/``no`` when
     the reply starts with it; ``None`` without any. Template text (an answer in angle brackets,
-    ``<a number>``) is never an answer.
+    ``<a number>``) is never an answer; the template filled in (``<a short answer: 4>``) is.
     """
     boxed = list(BOXED.finditer(text))
     if boxed:
@@ -425,6 +428,9 @@ def parse_direct_answer(text: str) -> str | None:
             match = pattern.search(line)
             if match:
                 found = parse_short_answer(match.group("answer").strip().strip("*").strip())
+                filled = FILLED_PLACEHOLDER.fullmatch(found or "")
+                if filled and not filled.group("value").startswith(_PLACEHOLDER_TEXT):
+                    return filled.group("value")  # "<a short answer: 4>": the model filled it in
                 if found is not None and not PLACEHOLDER.fullmatch(found):
                     return found
     first = re.match(r"\W*(yes|no)\b", text.strip(), re.IGNORECASE)

@@ -198,6 +198,9 @@ def test_direct_never_takes_template_text_and_reads_a_leading_yes_or_no() -> Non
     assert parse_direct_answer("Answer: [your answer]") is None
     assert parse_direct_answer("No, goldfish need water to breathe.") == "no"
     assert parse_direct_answer("Yes. The tower is in Paris.\nAnswer: <yes or no>") == "yes"
+    # the template filled in with a value is that value
+    assert parse_direct_answer("So 9 - 5 = 4.\nThe final answer is: <a short answer: 4</a>") == "4"
+    assert parse_direct_answer("Answer: <a short answer: Paris>") == "Paris"
     assert parse_direct_answer("Nothing here is known.") is None  # "No" must be a whole word
 
 
