@@ -316,7 +316,7 @@ def _lit(text: str) -> str:
 
 @lru_cache(maxsize=8)
 def planner_grammar(conclude: bool = True) -> str:
-    """A one-line rationale, a newline, then one of the three decisions; without
+    """A one-line rationale (optional), a newline, then one of the three decisions; without
     ``conclude`` (no tool has answered yet, so the history cannot hold the answer), ``caller``
     or ``give up`` only."""
     choices = " | ".join(_lit(d) for d in DECISIONS if conclude or d != "conclusion")
