@@ -57,7 +57,7 @@ class AlphaUmiState(TypedDict, total=False):
     history: Annotated[list[dict[str, str]], operator.add]  # {"role", "content"}, all roles
     decisions: Annotated[list[dict[str, Any]], operator.add]  # {"thought", "next", "fallback"}
     actions: Annotated[list[dict[str, Any]], operator.add]  # ActionRecord + key/duplicate/snapped
-    outputs: Annotated[list[dict[str, str]], operator.add]  # raw outputs {"role", "text"}
+    outputs: Annotated[list[dict[str, str]], operator.add]  # raw outputs {"role", "text"[, "seen"]}
     pending: dict[str, Any] | None  # the caller's call waiting for execute
     errors: Annotated[list[str], operator.add]  # format errors
     usage: Annotated[Usage, add_usage]
@@ -106,9 +106,14 @@ def _end(status: Status, reason: str) -> dict[str, Any]:
     return {"status": status, "reason": reason, "answer": None}
 
 
-def _repeat(state: AlphaUmiState, spec: UmiSpec, role: str, text: str) -> dict[str, Any] | None:
-    """The failing update when ``text`` makes ``max_repeats`` identical outputs of ``role``."""
-    mine = [o["text"] for o in state.get("outputs", []) if o["role"] == role] + [text]
+def _repeat(state: AlphaUmiState, spec: UmiSpec, role: str, text: str,
+            seen: str = "") -> dict[str, Any] | None:
+    """The failing update when ``text`` makes ``max_repeats`` identical outputs of ``role``.
+
+    ``seen``: what the output answered (the planner's latest observation). The planner's
+    decision is often the bare ``Next: caller.``: it repeats only when it also saw the same."""
+    mine = [o["text"] + "\0" + o.get("seen", "") for o in state.get("outputs", [])
+            if o["role"] == role] + [text + "\0" + seen]
     if guard.repeated_output(mine, spec.guards.max_repeats):
         return _end("failed", guard.repeat_reason(role, text, spec.guards.max_repeats))
     return None
@@ -132,15 +137,16 @@ def plan_next(state: AlphaUmiState, spec: UmiSpec) -> dict[str, Any]:
     if reply.text is None:
         return {"usage": reply.usage, **_end("failed", f"the planner failed: {reply.error}")}
     parsed = umi.parse_planner(reply.text)
+    seen = next((t["content"] for t in reversed(history) if t["role"] == "observation"), "")
     update: dict[str, Any] = {
         "usage": reply.usage, "logprob": reply.logprob,
-        "outputs": [{"role": "planner", "text": reply.text}],
+        "outputs": [{"role": "planner", "text": reply.text, "seen": seen}],
         "history": [*start, {"role": "assistant",
                              "content": umi.render_decision(parsed.thought, parsed.decision)}],
         "decisions": [{"thought": parsed.thought, "next": parsed.decision,
                        "fallback": parsed.fallback}],
     }
-    stop = _repeat(state, spec, "planner", reply.text)
+    stop = _repeat(state, spec, "planner", reply.text, seen)
     if stop is not None:
         return {**update, **stop}
     if parsed.decision == "give up":
