@@ -109,18 +109,29 @@ NOTES = Template("\n${notes}")
 NO_RESULT = "(no result)"
 ERROR_OBSERVATION = Template("Error: ${error}")
 
-# One worked history for the maths tools (any set with a Calculator).
-_EXAMPLE_TASK = ("Tom has 3 boxes of 12 pencils and gives away 10 pencils. How many pencils "
-                 "does he have now?")
-_EXAMPLE_TURNS: tuple[tuple[str, str], ...] = (
-    ("user", _EXAMPLE_TASK),
-    ("assistant", "Compute the pencils he has left: 3 boxes of 12 minus 10.\n Next: caller."),
-    ("caller", 'Action: Calculator\nAction Input: {"formula": "3 * 12 - 10"}'),
-    ("observation", "26"),
-    ("assistant", ("The calculator says 26 pencils are left, which answers the question.\n"
-                   " Next: conclusion.")),
-)
-_EXAMPLE_ANSWER = "26"
+# One worked history per tool set, keyed by the action that marks the set (a set with both
+# shows the first): user, planner, caller, observation, planner turns and the answer.
+_EXAMPLES: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "Calculator": ((
+        ("user", "Tom has 3 boxes of 12 pencils and gives away 10 pencils. How many pencils "
+                 "does he have now?"),
+        ("assistant", "Compute the pencils he has left: 3 boxes of 12 minus 10.\n Next: caller."),
+        ("caller", 'Action: Calculator\nAction Input: {"formula": "3 * 12 - 10"}'),
+        ("observation", "26"),
+        ("assistant", ("The calculator says 26 pencils are left, which answers the question.\n"
+                       " Next: conclusion.")),
+    ), "26"),
+    "SQLQuery": ((
+        ("user", "How many customers live in Canada?"),
+        ("assistant", "Count the customers whose country is Canada.\n Next: caller."),
+        ("caller", 'Action: SQLQuery\nAction Input: {"query": "SELECT COUNT(*) FROM customers '
+                   "WHERE country = 'Canada'\"}"),
+        ("observation", "8"),
+        ("assistant", ("The query counted 8 customers in Canada, which answers the question.\n"
+                       " Next: conclusion.")),
+    ), "8"),
+}
+_EXAMPLE_TURNS = 5  # turns of each worked history
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -166,11 +177,13 @@ def _tools(actions: ActionSet) -> str:
 
 
 def _example(actions: ActionSet, upto: int, answer: bool = False) -> str:
-    if "Calculator" not in actions.names:
+    marker = next((name for name in _EXAMPLES if name in actions.names), None)
+    if marker is None:
         return ""
-    turns = [{"role": r, "content": c} for r, c in _EXAMPLE_TURNS[:upto]]
+    history, final = _EXAMPLES[marker]
+    turns = [{"role": r, "content": c} for r, c in history[:upto]]
     if answer:
-        turns.append({"role": "conclusion", "content": _EXAMPLE_ANSWER})
+        turns.append({"role": "conclusion", "content": final})
     return _fill(EXAMPLE, history=render_history(turns))
 
 
@@ -182,7 +195,7 @@ def _conversation(system: str, history: Sequence[Turn], ask: str) -> list[Turn]:
 def planner_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
     """The planner's conversation: its job, the tools, the history."""
     system = _fill(PLANNER_SYSTEM, tools=_tools(actions),
-                   example=_example(actions, len(_EXAMPLE_TURNS)))
+                   example=_example(actions, _EXAMPLE_TURNS))
     return _conversation(system, history, PLANNER_ASK)
 
 
@@ -195,7 +208,7 @@ def caller_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
 def summarizer_prompt(actions: ActionSet, history: Sequence[Turn]) -> list[Turn]:
     """The summarizer's conversation: its job and the history alone (no tools)."""
     system = _fill(SUMMARIZER_SYSTEM,
-                   example=_example(actions, len(_EXAMPLE_TURNS), answer=True))
+                   example=_example(actions, _EXAMPLE_TURNS, answer=True))
     return _conversation(system, history, SUMMARIZER_ASK)
 
 

@@ -231,3 +231,16 @@ def test_after_an_observation_the_planner_may_conclude() -> None:
     assert (state["status"], state["answer"]) == ("answered", "10")
     second_planner = model.call_kwargs[2]["grammar"]
     assert accepts(second_planner, "Done.\nNext: conclusion.")
+
+
+def test_each_tool_set_gets_its_own_worked_example() -> None:
+    from lumos_graph.agent import umi_protocol as umi
+    from lumos_graph.tools.maths.actions import math_actions
+
+    sql = ActionSet([Action("SQLQuery", "Run an SQL query on the database", ("query",),
+                            lambda q: "8")])
+    start = [{"role": "user", "content": TASK}]
+    assert "SELECT COUNT(*) FROM customers" in umi.caller_prompt(sql, start)[0]["content"]
+    assert '"formula": "3 * 12 - 10"' in umi.caller_prompt(math_actions(), start)[0]["content"]
+    assert "An example history" not in umi.caller_prompt(toy_actions(), start)[0]["content"]
+    assert umi.summarizer_prompt(sql, start)[0]["content"].endswith("conclusion: 8")
