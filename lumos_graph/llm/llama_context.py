@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         lumos_evaluated: int
         lumos_seconds: float
 
-__all__ = ["MAX_SEQUENCES", "KVStates", "common_prefix", "llama_class"]
+__all__ = ["MAX_SEQUENCES", "KVStates", "common_prefix", "extra_bufts_llama", "llama_class"]
 
 MAX_SEQUENCES = 8  # sequences of one context; more concurrent calls wait for a free one
 KV_STATES_PER_MODEL = 4
@@ -41,6 +41,28 @@ KV_STATE_BYTES = 1 << 30  # per model; a 7B LLaMA-2 state is ~0.5 MB per token
 
 
 # --------------------------------------------------------------------------- the Llama subclass
+
+
+def extra_bufts_llama(base: type) -> type:
+    """``base`` (``llama_cpp.Llama``) with ``use_extra_bufts`` set from ``lumos_extra_bufts``
+    (``None``: llama.cpp's default) the moment ``Llama.__init__`` creates the model parameters,
+    before it loads the model: llama-cpp-python 0.3.36 does not take the keyword. Used by our
+    backend (:func:`llama_class`) and by ``llama_cpp.server`` (:mod:`.llama_server`)."""
+
+    class ExtraBuftsLlama(base):  # type: ignore[misc, valid-type]
+        lumos_extra_bufts: bool | None = None
+
+        @property
+        def model_params(self) -> Any:
+            return self.__dict__["_lumos_model_params"]
+
+        @model_params.setter
+        def model_params(self, params: Any) -> None:
+            if self.lumos_extra_bufts is not None:
+                params.use_extra_bufts = self.lumos_extra_bufts
+            self.__dict__["_lumos_model_params"] = params
+
+    return ExtraBuftsLlama
 
 
 @functools.cache
@@ -56,8 +78,7 @@ def llama_class() -> type[PooledLlama]:
 
     native = "use_extra_bufts" in inspect.signature(Llama.__init__).parameters
 
-    class PooledLlama(Llama):
-        lumos_extra_bufts: bool | None = None
+    class PooledLlama(extra_bufts_llama(Llama)):  # type: ignore[misc]
         lumos_evaluated = 0  # tokens run through llama_decode, ever
         lumos_seconds = 0.0  # wall time in decode and sampling, ever
 
@@ -86,16 +107,6 @@ def llama_class() -> type[PooledLlama]:
             params.n_seq_max = MAX_SEQUENCES
             params.kv_unified = True
             self.__dict__["_lumos_context_params"] = params
-
-        @property
-        def model_params(self) -> Any:
-            return self.__dict__["_lumos_model_params"]
-
-        @model_params.setter
-        def model_params(self, params: Any) -> None:
-            if self.lumos_extra_bufts is not None:
-                params.use_extra_bufts = self.lumos_extra_bufts
-            self.__dict__["_lumos_model_params"] = params
 
         def eval(self, tokens: Sequence[int]) -> None:
             start = time.perf_counter()

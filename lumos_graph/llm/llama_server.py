@@ -11,9 +11,9 @@ Point any role at it with ``--model openai:http://HOST:PORT/v1``.
 from __future__ import annotations
 
 import runpy
-from typing import Any
 
 from lumos_graph.llm.hardware import has_amx
+from lumos_graph.llm.llama_context import extra_bufts_llama
 
 __all__ = ["guard_amx", "main"]
 
@@ -25,17 +25,8 @@ def guard_amx() -> bool:
         return False
     import llama_cpp
 
-    class GuardedLlama(llama_cpp.Llama):  # type: ignore[misc]
-        # Llama.__init__ fills model_params and loads the model in one go: the setter turns
-        # the extra buffer types off on the struct before the load reads it
-        @property
-        def model_params(self) -> Any:
-            return self.__dict__["_lumos_model_params"]
-
-        @model_params.setter
-        def model_params(self, params: Any) -> None:
-            params.use_extra_bufts = False
-            self.__dict__["_lumos_model_params"] = params
+    class GuardedLlama(extra_bufts_llama(llama_cpp.Llama)):  # type: ignore[misc]
+        lumos_extra_bufts = False
 
     llama_cpp.Llama = GuardedLlama  # type: ignore[misc]
     return True

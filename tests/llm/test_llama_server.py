@@ -28,6 +28,7 @@ def test_on_an_amx_cpu_every_model_loads_without_extra_buffer_types(
     guarded = llama_cpp.Llama
     assert issubclass(guarded, llama_cpp.llama.Llama) and guarded is not llama_cpp.llama.Llama
     # Llama.__init__ sets model_params, then loads the model from it
-    holder, params = SimpleNamespace(), Params()
+    assert guarded.lumos_extra_bufts is False
+    holder, params = SimpleNamespace(lumos_extra_bufts=guarded.lumos_extra_bufts), Params()
     guarded.model_params.fset(holder, params)
     assert params.use_extra_bufts is False and guarded.model_params.fget(holder) is params
