@@ -12,9 +12,9 @@ Formats of alpha-UMi (arXiv 2401.07324), as its reference code writes them:
   f\\nAction Input: {...}</s>observation: {text}``, observations cut to 1,024 characters;
 * the summarizer ("conclusion") gives the final answer from the history alone.
 
-Each role sees one system turn (its job, the tool docs and, for the maths tools, one worked
-history in the same format) and one user turn holding the history; the release's single
-prompt string maps onto a chat model that way.
+Each role sees one system turn (its job, the tool docs and, for the maths, QA and SQL tools,
+one worked history in the same format) and one user turn holding the history; the
+release's single prompt string maps onto a chat model that way.
 """
 
 from __future__ import annotations
@@ -109,18 +109,28 @@ NOTES = Template("\n${notes}")
 NO_RESULT = "(no result)"
 ERROR_OBSERVATION = Template("Error: ${error}")
 
-# One worked history per tool set, keyed by the action that marks the set (a set with both
-# shows the first): user, planner, caller, observation, planner turns and the answer.
+# One worked history per tool set, keyed by the action that marks the set (a set with several
+# shows the first: the QA tools include a Calculator): user, planner, caller, observation,
+# planner turns and the answer.
 _EXAMPLES: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
+    "KnowledgeQuery": ((
+        ("user", "Is the Eiffel Tower in Italy?"),
+        ("assistant", "Look up the Eiffel Tower.\n Next: caller."),
+        ("caller", 'Action: KnowledgeQuery\nAction Input: {"query": "Eiffel Tower"}'),
+        ("observation", ("Eiffel Tower: The Eiffel Tower is a wrought-iron lattice tower on "
+                         "the Champ de Mars in Paris, France.")),
+        ("assistant", ("The page says the Eiffel Tower is in Paris, France, not in Italy, which "
+                       "answers the question.\n Next: conclusion.")),
+    ), "no"),
     "Calculator": ((
-        ("user", "Tom has 3 boxes of 12 pencils and gives away 10 pencils. How many pencils "
-                 "does he have now?"),
-        ("assistant", "Compute the pencils he has left: 3 boxes of 12 minus 10.\n Next: caller."),
-        ("caller", 'Action: Calculator\nAction Input: {"formula": "3 * 12 - 10"}'),
-        ("observation", "26"),
-        ("assistant", ("The calculator says 26 pencils are left, which answers the question.\n"
+        ("user", ("A baker bakes 5 trays of 8 muffins and sells 13 of them. How many "
+                  "muffins are left?")),
+        ("assistant", "Compute the muffins left: 5 trays of 8 minus the 13 sold.\n Next: caller."),
+        ("caller", 'Action: Calculator\nAction Input: {"formula": "5 * 8 - 13"}'),
+        ("observation", "27"),
+        ("assistant", ("The calculator says 27 muffins are left, which answers the question.\n"
                        " Next: conclusion.")),
-    ), "26"),
+    ), "27"),
     "SQLQuery": ((
         ("user", "How many customers live in Canada?"),
         ("assistant", "Count the customers whose country is Canada.\n Next: caller."),
@@ -329,16 +339,25 @@ def _lit(text: str) -> str:
 
 @lru_cache(maxsize=8)
 def planner_grammar(conclude: bool = True) -> str:
-    """A one-line rationale (optional), a newline, then one of the three decisions; without
-    ``conclude`` (no tool has answered yet, so the history cannot hold the answer), ``caller``
-    or ``give up`` only."""
+    """A one-sentence rationale, a newline, then one of the three decisions. Without
+    ``conclude`` (no tool has answered yet, so the history cannot hold the answer) the decision
+    is ``caller`` or ``give up`` and the rationale may be left out; with it, the rationale is
+    required.
+
+    After an observation the rationale is where the planner reads the result: left free to
+    write ``Next: caller.`` alone, the small model called the same SQL query again after it
+    had answered the question. Before any observation it is optional: required there, the
+    model wrote "The conversation history is incomplete." or a made-up result, then repeated
+    that sentence. It is one sentence, ending at its first full stop (a "." inside a number is
+    kept), so the model cannot copy the prompt's list of decisions into it (it did, then called
+    the same tool until the cap). It never starts with "Next": a model that writes the
+    decision first has made it.
+    """
     choices = " | ".join(_lit(d) for d in DECISIONS if conclude or d != "conclusion")
-    # the rationale may be left out, and it never starts with "Next": a model that writes the
-    # decision first has made it (it used to write "Next: caller." as its rationale, then
-    # another decision under it)
-    return (f'root ::= (thought "\\n" " "?)? {_lit(NEXT)} ({choices}) "."\n'
-            'thought ::= [^\\nN] [^\\n]* | "N" ([^\\ne] [^\\n]*)? | "Ne" ([^\\nx] [^\\n]*)?'
-            ' | "Nex" ([^\\nt] [^\\n]*)?\n')
+    optional = "" if conclude else "?"
+    return (f'root ::= (thought "\\n" " "?){optional} {_lit(NEXT)} ({choices}) "."\n'
+            'thought ::= start ([^\\n.] | "." [0-9])* "."\n'
+            'start ::= [^\\nN.] | "N" [^\\ne.] | "Ne" [^\\nx.] | "Nex" [^\\nt.]\n')
 
 
 @lru_cache(maxsize=64)

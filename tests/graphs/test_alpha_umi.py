@@ -180,7 +180,7 @@ def test_a_grammar_model_gets_both_grammars_and_is_never_snapped() -> None:
     assert accepts(planner_grammar, "No tool fits.\nNext: give up.")
     # nothing observed yet: no conclusion (the history cannot hold the answer)
     assert not accepts(planner_grammar, "Done.\nNext: conclusion.")
-    # the decision may come first, alone; a rationale never starts with "Next"
+    # before any observation the decision may come alone; a rationale never starts with "Next"
     assert accepts(planner_grammar, "Next: caller.")
     assert accepts(planner_grammar, "Now double 5.\nNext: caller.")
     assert not accepts(planner_grammar, "Next: caller. (call a tool)\nNext: give up.")
@@ -231,6 +231,13 @@ def test_after_an_observation_the_planner_may_conclude() -> None:
     assert (state["status"], state["answer"]) == ("answered", "10")
     second_planner = model.call_kwargs[2]["grammar"]
     assert accepts(second_planner, "Done.\nNext: conclusion.")
+    # after an observation the rationale is required: it is where the result is read
+    assert not accepts(second_planner, "Next: caller.")
+    assert not accepts(second_planner, "Next: conclusion.")
+    # one sentence: the prompt's list of decisions cannot be copied into the rationale
+    assert accepts(second_planner, "It costs 3.5 dollars.\nNext: conclusion.")
+    assert not accepts(second_planner, "It sells 141. Next: caller.  (the caller will call one "
+                                       "tool)\n Next: caller.")
 
 
 def test_each_tool_set_gets_its_own_worked_example() -> None:
@@ -241,6 +248,11 @@ def test_each_tool_set_gets_its_own_worked_example() -> None:
                             lambda q: "8")])
     start = [{"role": "user", "content": TASK}]
     assert "SELECT COUNT(*) FROM customers" in umi.caller_prompt(sql, start)[0]["content"]
-    assert '"formula": "3 * 12 - 10"' in umi.caller_prompt(math_actions(), start)[0]["content"]
+    assert '"formula": "5 * 8 - 13"' in umi.caller_prompt(math_actions(), start)[0]["content"]
     assert "An example history" not in umi.caller_prompt(toy_actions(), start)[0]["content"]
     assert umi.summarizer_prompt(sql, start)[0]["content"].endswith("conclusion: 8")
+    # the QA tools carry a Calculator too: they are shown the QA history, not the maths one
+    qa = ActionSet([Action("KnowledgeQuery", "Look up a page", ("query",), lambda q: "x"),
+                    *math_actions()])
+    shown = umi.planner_prompt(qa, start)[0]["content"]
+    assert '"query": "Eiffel Tower"' in shown and "5 * 8 - 13" not in shown
