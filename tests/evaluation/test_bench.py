@@ -27,3 +27,4 @@ def test_bench_prints_every_figure(default_gguf: object) -> None:
     assert figures["overhead_share"] < 1
     assert figures["models_loaded"] == 1  # planner and grounder share one loaded GGUF
     assert figures["grammar_output_matches_reference"] is True
+    assert 0 <= figures["concurrent_answers_same"] <= 8
