@@ -54,3 +54,26 @@ def test_the_caller_only_calls_maths_tools_and_results_are_theirs(
         assert shown[: len(action["result"])] == action["result"]
     observations = [t for t in report["history"] if t["role"] == "observation"]
     assert len(observations) == len(report["actions"])
+
+
+def test_a_sql_question_is_answered_from_one_query_and_concluded(tmp_path: Path,
+                                                                  default_gguf: Path) -> None:
+    import sqlite3
+
+    from tests.sql_fixtures import chinook_database
+
+    db = chinook_database(tmp_path / "chinook.sqlite")
+    question = "How many tracks are longer than 300000 milliseconds?"
+    result = subprocess.run(
+        [sys.executable, "-m", "lumos_graph", "ask", "--agent", "alpha-umi", "--tools", "sql",
+         "--db", str(db), "--model", "qwen2.5-coder-0.5b", "--json", question],
+        check=False, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in result.stderr, result.stderr
+    doc = json.loads(result.stdout)
+    with sqlite3.connect(db) as connection:
+        (gold,), = connection.execute(
+            "SELECT COUNT(*) FROM track WHERE milliseconds > 300000").fetchall()
+    assert doc["status"] == "answered", doc["reason"]
+    assert doc["answer"] is not None and str(gold) in doc["answer"]
+    assert doc["decisions"][-1]["next"] == "conclusion"
+    assert any(a["tool"] == "SQLQuery" and a["result"] == [str(gold)] for a in doc["actions"])
