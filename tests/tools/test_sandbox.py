@@ -42,6 +42,8 @@ RESULTS = [
     ("result = 0.1 + 0.2", "0.3"),  # a variable named result, floats rounded sensibly
     ("answer = 10.0", "10"),
     ("print(6 * 7)", "42"),  # what it printed
+    ("print(67.35 - 0.83 * 45)", "30"),  # a printed float as a result shows it
+    ("print(0.1 + 0.2, 2.5)", "0.3 2.5"),
     ("print('hi'); print('there')", "hi\nthere"),
     ("def f():\n    return 42", "42"),  # the one function, called
     ("def f():\\n    return 42", "42"),  # one-line model output with escaped newlines
