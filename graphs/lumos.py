@@ -8,15 +8,16 @@ Every node may end the run early (``status`` ``failed`` or ``cap_reached``); the
 the loop, so a model that never says stop ends with a final state saying so.
 
 Self-consistency (``samples=K``): K branches of the same graph run at once, the first greedy
-and the others sampled at ``temperature`` with their own seeds (each plans and grounds on its
-own); each is executed by the tools, and the answer most branches agree on wins
-(:func:`~lumos_graph.agent.voting.vote`):
+and the others sampled at ``temperature`` with their own seeds; each is executed by the tools,
+and the answer most branches agree on wins (:func:`~lumos_graph.agent.voting.vote`):
 ```
-START -> (plan -> ground -> execute -> answer) x K, in parallel -> vote -> END
+START -> (branch x K, in parallel) -> vote -> END
+START -> plan -> (ground -> execute -> answer) x K -> vote -> END     program grounding
 ```
+With program grounding the K branches share one greedy plan and differ in their programs.
 The branches call the model concurrently, so our llama.cpp backend decodes them as one batch.
-They run as sub-graphs: ``stream(..., stream_mode="messages", subgraphs=True)`` streams their
-tokens (LangGraph leaves sub-graph output out otherwise).
+The plan and the branches run as sub-graphs: ``stream(..., stream_mode="messages",
+subgraphs=True)`` streams their tokens (LangGraph leaves sub-graph output out otherwise).
 """
 
 from __future__ import annotations
@@ -57,14 +58,21 @@ __all__ = [
 ]
 
 
-def build_lumos_graph(spec: AgentSpec) -> StateGraph:
-    """Wire the LUMOS nodes for ``spec.mode``; returns the uncompiled graph."""
+def build_lumos_graph(spec: AgentSpec, *, planned: bool = False) -> StateGraph:
+    """Wire the LUMOS nodes for ``spec.mode``; returns the uncompiled graph.
+
+    ``planned`` (OnePass): the graph starts at ``ground``, on a state that already holds the
+    plan (``subgoals``, ``plan_turns``); the program branches of self-consistency share one
+    greedy plan this way.
+    """
+    if planned and spec.mode != "onepass":
+        raise ConfigError("a graph that starts from a given plan is OnePass only")
     builder = StateGraph(LumosState)
     builder.add_node("plan", partial(plan, spec=spec))
     builder.add_node("ground", partial(ground, spec=spec))
     builder.add_node("execute", partial(execute, spec=spec))
     builder.add_node("answer", partial(answer, spec=spec))
-    builder.add_edge(START, "plan")
+    builder.add_edge(START, "ground" if planned else "plan")
     builder.add_conditional_edges("plan", route_after_plan, ["ground", "answer", END])
     builder.add_conditional_edges("ground", route_after_ground, ["execute", END])
     builder.add_conditional_edges(
@@ -125,6 +133,7 @@ def create_lumos_agent(
         use_grammar: constrain local models (``ChatLlamaCpp``) with GBNF grammars.
         samples: self-consistency: run this many branches (the first greedy, the others
             sampled) and answer what most of them agree on; 1 runs the graph once, greedily.
+            With program grounding the branches share one greedy plan and sample programs.
             ``None``: :func:`default_samples` (6 for the default agent's program grounding,
             chosen on validation; 1 otherwise).
         temperature: the sampled branches' temperature.
@@ -185,28 +194,51 @@ def create_lumos_agent(
         graph = build_lumos_graph(spec).compile(
             checkpointer=checkpointer, name=name or f"lumos-{mode}")
         return graph.with_config(recursion_limit=limit)
-    branch = build_lumos_graph(spec).compile(name=f"lumos-{mode}-branch")
+    # program grounding: one greedy plan, then K programs (the plan is short and the program
+    # carries the arithmetic; on validation, votes over programs of one plan won)
+    shared_plan = grounding == "program"
+    branch = build_lumos_graph(spec, planned=shared_plan).compile(name=f"lumos-{mode}-branch")
+    planner_graph = _plan_only(spec) if shared_plan else None
     # a negative answer counts half a vote for programs (maths), where it was measured
     graph = _self_consistency(branch.with_config(recursion_limit=limit), samples,
-                              temperature, seed,
-                              negative_weight=0.5 if grounding == "program" else 1.0).compile(
+                              temperature, seed, planner=planner_graph,
+                              negative_weight=0.5 if shared_plan else 1.0).compile(
         checkpointer=checkpointer, name=name or f"lumos-{mode}-x{samples}")
     return graph.with_config(recursion_limit=limit)
+
+
+def _plan_only(spec: AgentSpec) -> Any:
+    """``START -> plan -> END``: the greedy plan the program branches share."""
+    builder = StateGraph(LumosState)
+    builder.add_node("plan", partial(plan, spec=spec))
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", END)
+    return builder.compile(name="lumos-plan")
 
 
 class _VotingState(LumosState, total=False):
     branches: Annotated[list[dict[str, Any]], operator.add]
 
 
+def _less(usage: dict[str, Any], spent: dict[str, Any]) -> dict[str, Any]:
+    """A branch's own usage: its total less what it started with (the shared plan's)."""
+    return {k: v - spent.get(k, 0) for k, v in usage.items()}
+
+
 def _self_consistency(
-    branch: Any, samples: int, temperature: float, seed: int, *, negative_weight: float = 1.0,
+    branch: Any, samples: int, temperature: float, seed: int, *, planner: Any = None,
+    negative_weight: float = 1.0,
 ) -> StateGraph:
-    """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph.
-    ``negative_weight``: see :func:`vote`."""
+    """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph; with
+    ``planner`` (a compiled plan-only graph), ``START -> plan -> branch x samples -> vote``, the
+    branches starting from its plan. ``negative_weight``: see :func:`vote`."""
 
     def fan_out(state: _VotingState) -> list[Send]:
         check_input(state)  # a bad input is the user's mistake, raised before any model runs
         base = {"task": state["task"], "images": state.get("images", [])}
+        if planner is not None:  # the plan's usage too, so that each branch's caps count it
+            base |= {"subgoals": state.get("subgoals", []),
+                     "plan_turns": state.get("plan_turns", []), "usage": state.get("usage", {})}
         return [Send("branch", {**base, "n": 0})] + [
             Send("branch", {**base, "n": i,
                             "sampling": {"temperature": temperature, "seed": seed + i}})
@@ -221,19 +253,39 @@ def _self_consistency(
     def decide(state: _VotingState) -> dict[str, Any]:
         branches = sorted(state["branches"], key=lambda b: b["n"])
         chosen, summary = vote(branches, negative_weight=negative_weight)
+        # the shared plan (subgoals, plan_turns, its usage) is in the state already
+        shared = ("subgoals", "plan_turns", "logprob") if planner is not None else ()
         winner = {k: v for k, v in branches[chosen].items()
-                  if k not in ("n", "usage", "sampling", "task", "images")}
-        usage = reduce(add_usage, (b.get("usage", {}) for b in branches), None)
+                  if k not in ("n", "usage", "sampling", "task", "images", *shared)}
+        plan = state.get("usage", {}) if planner is not None else {}
+        usage = reduce(add_usage, (_less(b.get("usage", {}), plan) for b in branches),
+                       None)  # every branch's own cost, added to the plan's
         agree = summary[chosen]["votes"]
         reason = winner.get("reason", "")
         if winner.get("status") == "answered":
             reason = f"{reason}; {agree} of {samples} samples agree"
         return {**winner, "usage": usage, "samples": summary, "reason": reason}
 
+    def plan_once(state: _VotingState, config: RunnableConfig) -> dict[str, Any]:
+        check_input(state)
+        planned = planner.invoke({"task": state["task"], "images": state.get("images", [])},
+                                 config)
+        return {k: v for k, v in planned.items() if k not in ("task", "images")}
+
+    def after_plan(state: _VotingState) -> Any:
+        if state.get("status", "running") != "running":
+            return END  # the planner failed or hit a cap: that is the run's outcome
+        return fan_out(state)
+
     builder = StateGraph(_VotingState)
     builder.add_node("branch", run_branch)
     builder.add_node("vote", decide)
-    builder.add_conditional_edges(START, fan_out, ["branch"])
+    if planner is not None:
+        builder.add_node("plan", plan_once)
+        builder.add_edge(START, "plan")
+        builder.add_conditional_edges("plan", after_plan, ["branch", END])
+    else:
+        builder.add_conditional_edges(START, fan_out, ["branch"])
     builder.add_edge("branch", "vote")
     builder.add_edge("vote", END)
     return builder
@@ -256,11 +308,10 @@ def default_grounding(
     return "program" if default and mode == "onepass" and runs_in_code(actions) else "actions"
 
 
-# The default agent's self-consistency: six branches, each a plan and a program (the first
-# greedy, five at temperature 0.7), a vote over their executed results (agent/voting.py). On
-# maths-wide-val (one question from each of 70 unseen gsm_symbolic templates) the vote was
-# right on 29, six programs of one shared greedy plan on 27 (the previous default), a greedy
-# plan and program alone on 22. A margin of two questions, for 12 model calls instead of 7.
+# The default agent's self-consistency: one greedy plan, a greedy program and five sampled
+# ones (temperature 0.7), a vote over their executed results (agent/voting.py). On
+# maths-wide-val (one question from each of 70 unseen gsm_symbolic templates) the vote of these
+# six programs was right on 27, the greedy program of the same runs on 22.
 PROGRAM_SAMPLES = 6
 
 

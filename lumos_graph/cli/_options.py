@@ -66,8 +66,8 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
     parser.add_argument("--max-subgoals", type=int, default=8, help="cap on subgoals")
     parser.add_argument("--samples", type=int, default=None, metavar="K",
                      help="self-consistency: K runs (greedy + sampled) decoded together, the "
-                          "answer most agree on wins (default: 6 for the default maths agent, "
-                          "else 1)")
+                          "answer most agree on wins (default: 6 programs of one plan for the "
+                          "default maths agent, else 1)")
     parser.add_argument("--no-grammar", action="store_true",
                      help="decode without the GBNF grammar (for comparison)")
     tools = parser.add_argument_group("tools")
