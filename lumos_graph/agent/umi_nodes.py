@@ -128,16 +128,16 @@ def plan_next(state: AlphaUmiState, spec: UmiSpec) -> dict[str, Any]:
         return _end("cap_reached", f"turn cap ({spec.max_turns}) reached before a conclusion")
     start = [] if state.get("history") else [{"role": "user", "content": state["task"].strip()}]
     history = [*state.get("history", []), *start]
+    latest = next((t for t in reversed(history) if t["role"] == "observation"), None)
+    seen = latest["content"] if latest is not None else ""  # what this turn answers
     # no conclusion before any observation: the small model otherwise copies the worked
     # example's last decision on its first turn and concludes with nothing to conclude from
-    observed = any(t["role"] == "observation" for t in history)
     reply = _call(spec, spec.planner, umi.planner_prompt(spec.actions, history),
-                  grammar=umi.planner_grammar(observed), stop=None, tokens=_PLANNER_TOKENS,
-                  state=state)
+                  grammar=umi.planner_grammar(latest is not None), stop=None,
+                  tokens=_PLANNER_TOKENS, state=state)
     if reply.text is None:
         return {"usage": reply.usage, **_end("failed", f"the planner failed: {reply.error}")}
     parsed = umi.parse_planner(reply.text)
-    seen = next((t["content"] for t in reversed(history) if t["role"] == "observation"), "")
     update: dict[str, Any] = {
         "usage": reply.usage, "logprob": reply.logprob,
         "outputs": [{"role": "planner", "text": reply.text, "seen": seen}],
