@@ -50,4 +50,5 @@ def run_report(state: LumosState, *, mode: str, seconds: float) -> dict[str, Any
         "actions": [dict(a) for a in state.get("actions", [])],
         "usage": usage,
         "seconds": round(seconds, 3),
-    } | ({"samples": list(state["samples"])} if state.get("samples") else {})
+    } | ({"samples": [{k: v for k, v in s.items() if k != "ground_turns"}
+                      for s in state["samples"]]} if state.get("samples") else {})

@@ -76,6 +76,9 @@ class Sample(TypedDict):
     votes: int  # branches that gave the same answer (this one included)
     logprob: float
     chosen: bool
+    # the branch's grounding conversation (user turns and its replies): a branch that reached
+    # the gold answer is training data even when the vote chose another (``data from-eval``)
+    ground_turns: NotRequired[list[dict[str, str]]]
 
 
 class LumosState(TypedDict, total=False):

@@ -67,6 +67,7 @@ def vote(branches: Sequence[LumosState], *,
             "votes": counts[k] if k is not None else 0,
             "logprob": round(float(b.get("logprob", 0.0)), 4),
             "chosen": i == chosen,
+            "ground_turns": list(b.get("ground_turns", [])),
         }
         for i, (b, k) in enumerate(zip(branches, keys, strict=True))
     ]

@@ -6,6 +6,12 @@ reward reaches the threshold (AgentTuning keeps ``r = 1``), the run answered, bo
 conversations are well formed (user first, then turns alternating, an assistant turn last)
 and, unless ``keep_errors``, the run made no format or tool error (a correct answer reached
 after a failed action would teach the failure). Identical module conversations are kept once.
+
+A ``lumos-program`` row that voted over several programs (``samples``, each with its
+``ground_turns``) is judged program by program, as rejection sampling does: every program whose
+executed answer is the gold one is an example, whichever program the vote chose, so a row
+whose vote went wrong still gives its right programs and a row whose vote went right gives no
+wrong ones.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lumos_graph.agent import protocol
+from lumos_graph.agent.voting import answer_key
 from lumos_graph.errors import ConfigError
 from lumos_graph.jsonl import json_lines
 from lumos_graph.training._convert_render import TrainingSet, file_name
@@ -51,10 +58,14 @@ def from_trajectories(paths: Sequence[str | Path], *, min_reward: float = 1.0,
         if reason:
             dropped[reason] += 1
             continue
+        modules = _modules(row)
+        if not modules:
+            dropped["no program reached the gold answer"] += 1
+            continue
         kept += 1
         domain = _DOMAIN.get(str(row.get("kind", "maths")), "maths")
         formulation = _FORMULATION[row["agent"]]
-        for module, turns in _modules(row):
+        for module, turns in modules:
             name = file_name(domain, module, formulation)
             messages = [{"role": t["role"], "content": t["content"]} for t in turns]
             key = (name, json.dumps(messages, ensure_ascii=False))
@@ -79,10 +90,27 @@ def from_trajectories(paths: Sequence[str | Path], *, min_reward: float = 1.0,
 
 def _modules(row: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """The module conversations of a kept row. A ``lumos-program`` row trains the program
-    grounder only (its planner is the trained OnePass planner), with the system turn it sees."""
+    grounder only (its planner is the OnePass planner), with the system turn it sees: each of
+    its right programs when it voted (:func:`_voted`), else the one it ran."""
     if row["agent"] == "lumos-program":
-        return [("ground", [protocol.program_prompt("", [])[0], *row["ground_turns"]])]
+        system = protocol.program_prompt("", [])[0]
+        voted = _voted(row)
+        turns = [row["ground_turns"]] if voted is None else voted
+        return [("ground", [system, *t]) for t in turns]
     return [("plan", row["plan_turns"]), ("ground", row["ground_turns"])]
+
+
+def _voted(row: dict[str, Any]) -> list[list[dict[str, Any]]] | None:
+    """The grounding conversations of the branches that answered the gold answer, or ``None``
+    for a row without recorded branches (one program, or a trajectory of an older version)."""
+    samples = row.get("samples")
+    if not isinstance(samples, list) or not samples or not all(
+            isinstance(s, dict) and "ground_turns" in s for s in samples):
+        return None
+    gold = answer_key(str(row.get("gold", "")))
+    return [s["ground_turns"] for s in samples
+            if s.get("status") == "answered" and isinstance(s.get("answer"), str)
+            and answer_key(s["answer"]) == gold and _well_formed(s["ground_turns"])]
 
 
 def _rows(paths: Sequence[str | Path]) -> Iterator[dict[str, Any]]:
@@ -105,6 +133,8 @@ def _problem(row: dict[str, Any], min_reward: float, keep_errors: bool) -> str |
     """Why a row is not training data, or ``None``."""
     if row.get("agent") not in _FORMULATION:
         return "not a LUMOS agent"
+    if row["agent"] == "lumos-program" and _voted(row) is not None:
+        return None  # judged program by program (:func:`_modules`)
     reward = row.get("reward")
     if not isinstance(reward, int | float) or reward < min_reward:
         return "reward below the threshold"

@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from lumos_graph.agent.report import run_report
 from lumos_graph.agent.state import LumosState
 from lumos_graph.agent.voting import answer_key, vote
 from lumos_graph.errors import ConfigError
@@ -57,6 +58,13 @@ def test_the_answer_most_branches_agree_on_wins() -> None:
     assert [s["chosen"] for s in out["samples"]] == [False, True, False, False, False]
     assert out["usage"]["model_calls"] == 10  # every branch's calls count
     assert out["actions"][0]["resolved_args"] == ["2", "3"]  # the chosen branch's trace
+    # each branch keeps its grounding conversation (training data: data from-eval) ...
+    assert [s["ground_turns"][-1]["content"] for s in out["samples"]] == [
+        "R1 = Add(2, 2)", "R1 = Add(2, 3)", "R1 = Add(2, 3)", "R1 = Add(2, 3)", "R1 = Add(2, 9)"]
+    # ... which the JSON report leaves out
+    report = run_report(out, mode="onepass", seconds=1.0)
+    assert [sorted(s) for s in report["samples"]] == [
+        ["answer", "chosen", "logprob", "status", "votes"]] * 5
 
 
 def test_branch_zero_is_greedy_and_the_others_sample_with_their_own_seeds() -> None:

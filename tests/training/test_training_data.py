@@ -304,6 +304,41 @@ def test_a_program_run_trains_the_program_grounder_with_its_system_turn(tmp_path
     assert messages[1:] == ground
 
 
+def test_a_voting_program_run_gives_every_program_that_reached_the_gold_answer(
+        tmp_path: Path) -> None:
+    def program(code: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": "Problem: T\n\nPlan:\n1. Add."},
+                {"role": "assistant", "content": f"```python\n{code}\n```"}]
+
+    def sample(answer: str | None, code: str, status: str = "answered") -> dict[str, Any]:
+        return {"answer": answer, "status": status, "votes": 1, "logprob": -1.0,
+                "chosen": False, "ground_turns": program(code)}
+
+    # the vote went wrong (6), yet two programs reached the gold 5, one of them twice
+    wrong_vote = trajectory("w", agent="lumos-program", answer="6", reward=0.0, correct=False,
+                            ground_turns=program("answer = 2 * 3"), samples=[
+                                sample("6", "answer = 2 * 3"), sample("6", "answer = 3 * 2"),
+                                sample("5.0", "answer = 2 + 3"), sample("5", "answer = 2 + 3"),
+                                sample("$5", "answer = 10 - 5"),
+                                sample(None, "answer = 1 / 0", status="failed")])
+    no_luck = trajectory("n", agent="lumos-program", answer="7", reward=0.0, correct=False,
+                         samples=[sample("7", "answer = 7"), sample("8", "answer = 8")])
+    older = trajectory("o", agent="lumos-program", ground_turns=program("answer = 4 + 1"),
+                       samples=[{"answer": "5", "status": "answered", "votes": 1,
+                                 "logprob": 0.0, "chosen": True}])  # no ground_turns recorded
+    path = tmp_path / "lumos-program.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (wrong_vote, no_luck, older)))
+    result = td.trajectories_to_training([path])
+    report = result.report
+    assert (report["rows"], report["kept"], report["duplicates"]) == (3, 2, 1)
+    assert report["dropped"] == {"no program reached the gold answer": 1}
+    codes = [m["messages"][-1]["content"] for m in result.files["lumos_maths_ground_program"]]
+    assert codes == ["```python\nanswer = 2 + 3\n```", "```python\nanswer = 10 - 5\n```",
+                     "```python\nanswer = 4 + 1\n```"]
+    assert all(m["messages"][0]["role"] == "system"
+               for m in result.files["lumos_maths_ground_program"])
+
+
 # ---- mixing -------------------------------------------------------------------------------------
 def test_mix_makes_agent_data_eta_of_the_mixture() -> None:
     agent = [{"id": f"a{k}", "messages": []} for k in range(20)]
