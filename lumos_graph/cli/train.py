@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from lumos_graph.errors import ConfigError
@@ -88,7 +89,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     val.add_argument("--val-limit", type=int, default=None, metavar="N",
                      help="only the first N validation questions")
     val.add_argument("--val-modes", default="onepass,iterative",
-                     help="formulations to validate (default: %(default)s)")
+                     help="formulations to validate: onepass, iterative (action lines), "
+                          "program (the default agent's program grounding, one greedy "
+                          "program, the adapter writing it; for lumos-program data) "
+                          "(default: %(default)s); the untrained model is validated too")
     p.add_argument("--export-base", default=None, metavar="FILE.gguf",
                    help="the GGUF to export against when --base is a Hugging Face folder")
     return p
@@ -153,13 +157,19 @@ def _validate(args: argparse.Namespace, result: TrainResult, out: TextIO, err: T
     :mod:`lumos_graph.training.validate`); the table on ``out``, ``validation.json`` in OUT."""
     from lumos_graph.training._loop import checkpoints
     from lumos_graph.training.train import CHECKPOINT_DIR
-    from lumos_graph.training.validate import best_row, format_rows, validate_adapters, write_rows
+    from lumos_graph.training.validate import (
+        UNTRAINED,
+        best_row,
+        format_rows,
+        validate_adapters,
+        write_rows,
+    )
 
     base = result.export_base
     if base is None:
         raise ConfigError("validation needs GGUF adapters on a GGUF base: drop --no-gguf and "
                           "pass a GGUF --base (or --export-base)")
-    candidates = []
+    candidates: list[tuple[str, Path | None]] = [(UNTRAINED, None)]  # what to beat
     for adapter in result.adapters:
         for checkpoint in checkpoints(adapter.peft_dir.parent / CHECKPOINT_DIR):
             candidates.append((f"{adapter.name}/{checkpoint.name}", checkpoint))

@@ -10,6 +10,12 @@ Each candidate adapter (a checkpoint or a finished adapter, as a peft folder or 
 exported to GGUF if needed and loaded over the base GGUF as the trained preset loads it
 (``few_shot=False, module_system=True``); the questions run concurrently, so the llama.cpp
 backend decodes them as one batch.
+
+Formulations: ``onepass`` and ``iterative`` (action lines; the adapter plays both roles) and
+``program`` (the default agent's program grounding, one greedy program: the plain model plans
+with its few-shot prompt, the adapter writes the program; what ``data from-eval`` of a
+``lumos-program`` eval trains). A candidate without a path (:data:`UNTRAINED`) is the plain
+model with few-shot prompts: the row an adapter must beat to be worth shipping.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from lumos_graph.errors import ConfigError
 from lumos_graph.evaluation.datasets import load_dataset
 from lumos_graph.evaluation.metrics import numeric_match
 
-__all__ = ["ValidationRow", "best_row", "format_rows", "validate_adapters"]
+__all__ = ["MODES", "UNTRAINED", "ValidationRow", "best_row", "format_rows", "validate_adapters"]
 
 CONCURRENCY = 8  # questions in flight at once (one llama.cpp batch)
+MODES = ("onepass", "iterative", "program")
+UNTRAINED = "untrained"  # a candidate of this name and no path: the plain base model
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class ValidationRow:
 
 
 def validate_adapters(
-    candidates: Sequence[tuple[str, Path]],
+    candidates: Sequence[tuple[str, Path | None]],
     base_gguf: Path,
     *,
     dataset: str = "maths-val",
@@ -59,7 +67,8 @@ def validate_adapters(
     """Accuracy of the LUMOS agent with each candidate adapter, per formulation.
 
     Args:
-        candidates: ``(name, path)``: a peft adapter folder or a GGUF adapter file.
+        candidates: ``(name, path)``: a peft adapter folder or a GGUF adapter file; ``path``
+            ``None``: the plain base model (few-shot prompts), for comparison.
         base_gguf: the GGUF the adapters apply to.
         dataset: a maths dataset (built-in name or JSONL file); never a test split.
         modes: formulations to run.
@@ -76,17 +85,22 @@ def validate_adapters(
     if dataset.endswith("-test"):
         raise ConfigError(f"{dataset} is a test split: checkpoints are chosen on a validation "
                           "split (maths-val) only")
-    unknown = [m for m in modes if m not in ("onepass", "iterative")]
+    unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ConfigError(f"unknown formulation(s) {unknown}; use onepass, iterative")
+        raise ConfigError(f"unknown formulation(s) {unknown}; use {', '.join(MODES)}")
     items = load_dataset(dataset, limit=limit)
     rows: list[ValidationRow] = []
+    plain = ChatLlamaCpp(model_path=str(base_gguf))  # few-shot prompts, no adapter
     for name, path in candidates:
-        gguf = _as_gguf(path, base_gguf, say)
-        model = ChatLlamaCpp(model_path=str(base_gguf), lora_path=str(gguf), few_shot=False,
-                             module_system=True)
+        gguf = _as_gguf(path, base_gguf, say) if path is not None else None
+        model = plain if gguf is None else ChatLlamaCpp(
+            model_path=str(base_gguf), lora_path=str(gguf), few_shot=False, module_system=True)
         for mode in modes:
-            agent = create_lumos_agent(model, mode=mode)  # type: ignore[arg-type]
+            if mode == "program":  # the plain planner, as in the default agent
+                agent = create_lumos_agent(planner=plain, grounder=model, mode="onepass",
+                                           grounding="program", samples=1)
+            else:
+                agent = create_lumos_agent(model, mode=mode)  # type: ignore[arg-type]
             started = time.perf_counter()
 
             def solve(item: dict[str, Any], agent: Any = agent) -> bool:
@@ -95,7 +109,7 @@ def validate_adapters(
 
             with ThreadPoolExecutor(CONCURRENCY) as pool:
                 correct = sum(pool.map(solve, items))
-            row = ValidationRow(name, str(gguf), mode, correct, len(items),
+            row = ValidationRow(name, str(gguf or base_gguf), mode, correct, len(items),
                                 round(time.perf_counter() - started, 1))
             say(f"{name} {mode}: {correct}/{len(items)} ({row.accuracy:.0%}) in {row.seconds} s")
             rows.append(row)

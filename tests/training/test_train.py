@@ -526,6 +526,25 @@ def test_freed_memory_goes_back_to_the_system_only_past_the_slack(
     assert calls == [0]
 
 
+@pytest.mark.model
+def test_program_validation_runs_the_plain_model_and_an_adapter_as_program_writer(
+        default_gguf: Path) -> None:
+    """``--val-modes program``: the untrained row and an adapter's row, each a real run of the
+    default agent's program grounding (plain planner, one greedy program) on maths-val."""
+    from lumos_graph.training.validate import UNTRAINED, validate_adapters
+
+    shipped = (Path(__file__).parents[2] / "lumos_graph" / "data" / "adapters"
+               / "qwen2.5-coder-0.5b-lumos-maths-lora-f16.gguf")
+    lines: list[str] = []
+    rows = validate_adapters([(UNTRAINED, None), ("shipped", shipped)], default_gguf,
+                             modes=["program"], limit=2, say=lines.append)
+    assert [(r.adapter, r.mode, r.total) for r in rows] == [
+        (UNTRAINED, "program", 2), ("shipped", "program", 2)]
+    assert rows[0].path == str(default_gguf) and rows[1].path == str(shipped)
+    assert all(0 <= r.correct <= 2 for r in rows)
+    assert lines[0].startswith(f"{UNTRAINED} program: ") and lines[1].startswith("shipped program: ")
+
+
 def test_validation_refuses_a_test_split_and_picks_the_best_checkpoint() -> None:
     from lumos_graph.training.validate import (
         ValidationRow,
@@ -536,7 +555,7 @@ def test_validation_refuses_a_test_split_and_picks_the_best_checkpoint() -> None
 
     with pytest.raises(ConfigError, match="test split"):
         validate_adapters([], Path("base.gguf"), dataset="maths-test")
-    with pytest.raises(ConfigError, match="unknown formulation"):
+    with pytest.raises(ConfigError, match="unknown formulation.*program"):
         validate_adapters([], Path("base.gguf"), modes=["sideways"])
     rows = [ValidationRow("shared/step-0000025", "a.gguf", "onepass", 9, 60, 50.0),
             ValidationRow("shared/step-0000050", "b.gguf", "onepass", 15, 60, 50.0),
