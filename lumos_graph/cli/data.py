@@ -144,12 +144,13 @@ def _from_eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     paths = td.write_training(result.files, args.out)
     _write_json(Path(args.out) / "report.json", result.report)
     r = result.report
-    print(f"{r['kept']} of {r['rows']} runs kept (reward >= {r['min_reward']}); "
+    print(f"{r['kept']} of {r['rows']} runs kept (reward >= {r['min_reward']}; a voting "
+          f"program run: each program that reached the gold answer); "
           f"{r['duplicates']} duplicate conversations left out", file=out)
     for reason, n in r["dropped"].items():
         print(f"  dropped {n}: {reason}", file=out)
     for path in paths:
-        print(f"  {path}", file=out)
+        print(f"  {path}: {r['examples'].get(Path(path).stem, 0)} examples", file=out)
     return 0
 
 
