@@ -18,7 +18,7 @@ from langgraph.graph import END
 from lumos_graph.agent import protocol, safeguards
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import run_action
-from lumos_graph.agent.few_shot_examples import EXAMPLES, ONEPASS_PLAN_EXAMPLES
+from lumos_graph.agent.few_shot_examples import EXAMPLES
 from lumos_graph.agent.grammar import ground_grammar, plan_grammar, program_grammar
 from lumos_graph.agent.model_calls import ModelReply, call_model
 from lumos_graph.agent.state import ActionRecord, LumosState
@@ -127,7 +127,7 @@ def _few_shot(spec: AgentSpec, model: BaseChatModel, module: str) -> list[dict[s
         spec.mode,
         spec.actions.listing(),
         set(spec.actions.names),
-        examples=ONEPASS_PLAN_EXAMPLES if (module, spec.mode) == ("plan", "onepass") else EXAMPLES,
+        examples=EXAMPLES,
         grounding_context=spec.grounding_context,
     )
 

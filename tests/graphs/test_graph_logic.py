@@ -149,22 +149,6 @@ def test_instruct_models_get_few_shot_examples_and_stop_at_newline() -> None:
     assert "grammar" not in planner.call_kwargs[0]  # a generic model gets no GBNF
 
 
-def test_the_onepass_planner_sees_the_equation_example_last_and_the_grounder_leahs() -> None:
-    """A small model copies the closing line of the last example (see few_shot_examples)."""
-
-    def last_example(prompt: list[Any]) -> str:
-        text = " ".join(str(m.content) for m in prompt[:-1])
-        return "equation" if text.rfind("sum of two numbers") > text.rfind("Leah") else "Leah"
-
-    for mode, plan_last in (("onepass", "equation"), ("iterative", "Leah")):
-        planner = scripted(["Subgoal 1: Add 3 and 4.", "Yes, I will stop planning."])
-        grounder = scripted(["R1 = Calculator(3 + 4)"])
-        create_lumos_agent(planner=planner, grounder=grounder, actions="maths",
-                           mode=mode).invoke({"task": "Add 3 and 4."})
-        assert last_example(planner.prompts[0]) == plan_last, mode
-        assert last_example(grounder.prompts[0]) == "Leah", mode
-
-
 def test_lumos_format_models_get_the_bare_protocol() -> None:
     planner = scripted(["Subgoal 1: Add"], prompt_format="lumos")
     agent = create_lumos_agent(planner=planner, grounder=scripted(["R1 = Add(1, 2)"]),
