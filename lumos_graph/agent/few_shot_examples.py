@@ -4,13 +4,6 @@ Each :class:`~lumos_graph.agent.protocol.Example` is a task with its subgoals, t
 grounding each subgoal and each subgoal's fed-back result; ``protocol.few_shot`` renders them
 with the same templates as the real turns. Maths examples come first; the QA, SQL and VQA ones
 are shown only for their own tool sets.
-
-Order matters to a small model: it copies the closing subgoal of the example shown last. With
-Leah's example last, the default model planned "Tom has 3 boxes of 12 pencils. How many
-pencils?" as a total *and* "the number of pencils Tom has left", and its programs answered 24;
-with the equation example last it plans the total alone and answers 36. On maths-wide-val the
-default agent scored 26/70 in this order against 27/70 in the other, with longer plans (one
-subgoal on 17 questions instead of 30).
 """
 
 from __future__ import annotations
@@ -20,17 +13,6 @@ from lumos_graph.agent.protocol import Example
 __all__ = ["EXAMPLES"]
 
 EXAMPLES: tuple[Example, ...] = (
-    Example(
-        task="Leah had $32. She spent $4 on a milkshake and then half of the rest on a "
-        "necklace. How much money does Leah have left?",
-        subgoals=(
-            "Calculate the money Leah had after buying the milkshake.",
-            "Calculate the money Leah spent on the necklace.",
-            "Calculate the money Leah has left.",
-        ),
-        actions=("R1 = Calculator(32 - 4)", "R2 = Calculator(R1 / 2)", "R3 = Calculator(R1 - R2)"),
-        results=("28", "14", "14"),
-    ),
     Example(
         task="The sum of two numbers is 25 and the larger number minus the smaller number is 7. "
         "What is the larger number?",
@@ -43,6 +25,17 @@ EXAMPLES: tuple[Example, ...] = (
             "R3, R4 = SolveEquation(R1, R2)",
         ),
         results=("y - x = 7", "9, 16"),
+    ),
+    Example(
+        task="Leah had $32. She spent $4 on a milkshake and then half of the rest on a "
+        "necklace. How much money does Leah have left?",
+        subgoals=(
+            "Calculate the money Leah had after buying the milkshake.",
+            "Calculate the money Leah spent on the necklace.",
+            "Calculate the money Leah has left.",
+        ),
+        actions=("R1 = Calculator(32 - 4)", "R2 = Calculator(R1 / 2)", "R3 = Calculator(R1 - R2)"),
+        results=("28", "14", "14"),
     ),
     Example(  # complex QA: one fact, then stop
         task="Which country is Mount Kilimanjaro in?",
