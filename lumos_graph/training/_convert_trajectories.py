@@ -100,12 +100,21 @@ def _modules(row: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     return [("plan", row["plan_turns"]), ("ground", row["ground_turns"])]
 
 
-def _voted(row: dict[str, Any]) -> list[list[dict[str, Any]]] | None:
-    """The grounding conversations of the branches that answered the gold answer, or ``None``
-    for a row without recorded branches (one program, or a trajectory of an older version)."""
+def _branches(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The recorded branches of a voting row, each with its ``ground_turns``, or ``None`` for a
+    row without them (one program, or a trajectory of an older version)."""
     samples = row.get("samples")
     if not isinstance(samples, list) or not samples or not all(
             isinstance(s, dict) and "ground_turns" in s for s in samples):
+        return None
+    return samples
+
+
+def _voted(row: dict[str, Any]) -> list[list[dict[str, Any]]] | None:
+    """The grounding conversations of the branches that answered the gold answer, or ``None``
+    for a row without recorded branches (:func:`_branches`)."""
+    samples = _branches(row)
+    if samples is None:
         return None
     gold = answer_key(str(row.get("gold", "")))
     return [s["ground_turns"] for s in samples
@@ -133,7 +142,7 @@ def _problem(row: dict[str, Any], min_reward: float, keep_errors: bool) -> str |
     """Why a row is not training data, or ``None``."""
     if row.get("agent") not in _FORMULATION:
         return "not a LUMOS agent"
-    if row["agent"] == "lumos-program" and _voted(row) is not None:
+    if row["agent"] == "lumos-program" and _branches(row) is not None:
         return None  # judged program by program (:func:`_modules`)
     reward = row.get("reward")
     if not isinstance(reward, int | float) or reward < min_reward:
