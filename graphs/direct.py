@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 import time
 from functools import partial
-from string import Template
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
@@ -41,53 +39,12 @@ from lumos_graph.agent.state import ActionRecord, Status, Usage, add_usage
 
 __all__ = ["DirectState", "create_direct_agent", "direct_sql_prompt", "parse_sql_reply"]
 
-# ---- the text-to-SQL prompt and its parser (model-facing text of this baseline only) ---------
-SQL_SYSTEM = Template(
-    "You are an expert SQLite programmer. Given a database schema and a question, write one "
-    "SQLite query that answers the question. Reply with the query only, in a ```sql block."
-)
-SQL_TASK = Template(
-    "Database schema, with the first rows of each table:\n\n${schema}\n\n"
-    "Question: ${question}\nWrite one SQLite query that answers the question."
-)
-_FENCED = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(?P<query>.*?)(?:```|$)",
-                     re.IGNORECASE | re.DOTALL)
-_QUERY_START = re.compile(r"(?<![A-Za-z0-9_])(?:SELECT|WITH)\b", re.IGNORECASE)
-
-
 def direct_sql_prompt(schema: str, question: str) -> list[dict[str, str]]:
-    """The text-to-SQL conversation: a system turn, then the schema and the question.
-
-    The schema comes first so that questions on one database share the prompt's prefix.
-    """
-    return [{"role": "system", "content": SQL_SYSTEM.substitute()},
-            {"role": "user", "content": SQL_TASK.substitute(schema=schema.strip(),
-                                                            question=question.strip())}]
+    """The text-to-SQL conversation (:func:`~lumos_graph.agent.protocol.sql_prompt`)."""
+    return protocol.sql_prompt(schema, question)
 
 
-def parse_sql_reply(text: str) -> str | None:
-    """The query of a text-to-SQL reply: the first ```sql block, else the text from the first
-    ``SELECT``/``WITH``; one statement, without its ``;``. ``None`` when there is no query."""
-    fenced = _FENCED.search(text)
-    body = fenced.group("query") if fenced and _QUERY_START.search(fenced.group("query")) else text
-    start = _QUERY_START.search(body)
-    if start is None:
-        return None
-    query = _first_statement(body[start.start():].split("```")[0]).strip()
-    return query or None
-
-
-def _first_statement(text: str) -> str:
-    """``text`` up to its first ``;`` outside quotes (a reply may add a second query)."""
-    quote = ""
-    for i, ch in enumerate(text):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == ";":
-            return text[:i]
-    return text
+parse_sql_reply = protocol.parse_sql
 
 
 # ---- the graph -------------------------------------------------------------------------------

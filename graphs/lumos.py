@@ -23,7 +23,7 @@ subgraphs=True)`` streams their tokens (LangGraph leaves sub-graph output out ot
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial, reduce
 from typing import Annotated, Any, Literal
 
@@ -47,7 +47,7 @@ from lumos_graph.agent.nodes import (
     route_after_plan,
 )
 from lumos_graph.agent.state import LumosState, add_usage
-from lumos_graph.agent.voting import vote
+from lumos_graph.agent.voting import answer_key, rows_key, vote
 from lumos_graph.errors import ConfigError
 from lumos_graph.llm.models import DEFAULT_PRESET, as_chat_model, lumos_default
 from lumos_graph.tools.toolsets import ToolLike, create_actions, is_maths_only, runs_in_code
@@ -76,7 +76,7 @@ def build_lumos_graph(spec: AgentSpec, *, planned: bool = False) -> StateGraph:
     builder.add_conditional_edges("plan", route_after_plan, ["ground", "answer", END])
     builder.add_conditional_edges("ground", route_after_ground, ["execute", END])
     builder.add_conditional_edges(
-        "execute", partial(route_after_execute, spec), ["plan", "answer", END]
+        "execute", partial(route_after_execute, spec), ["plan", "ground", "answer", END]
     )
     builder.add_edge("answer", END)
     return builder
@@ -89,7 +89,7 @@ def create_lumos_agent(
     grounder: BaseChatModel | str | None = None,
     actions: ActionSet | str | Sequence[ToolLike] | None = None,
     mode: Literal["onepass", "iterative"] = "onepass",
-    grounding: Literal["actions", "program"] | None = None,
+    grounding: Literal["actions", "program", "sql"] | None = None,
     max_subgoals: int = 8,
     max_actions: int = 24,
     max_model_calls: int = 16,
@@ -163,8 +163,8 @@ def create_lumos_agent(
         grounding = "actions" if explicit_roles else default_grounding(model, mode, actions)
     if samples is None:
         samples = default_samples(grounding if chosen else None)
-    if grounding not in ("actions", "program"):
-        raise ConfigError(f"grounding must be 'actions' or 'program', not {grounding!r}")
+    if grounding not in ("actions", "program", "sql"):
+        raise ConfigError(f"grounding must be 'actions', 'program' or 'sql', not {grounding!r}")
     maths_only = is_maths_only(actions)
     if grounding == "program" and planner is None and grounder is None and model in (
             None, "default"):
@@ -194,15 +194,17 @@ def create_lumos_agent(
         graph = build_lumos_graph(spec).compile(
             checkpointer=checkpointer, name=name or f"lumos-{mode}")
         return graph.with_config(recursion_limit=limit)
-    # program grounding: one greedy plan, then K programs (the plan is short and the program
-    # carries the arithmetic; on validation, votes over programs of one plan won)
-    shared_plan = grounding == "program"
+    # program and SQL grounding: one greedy plan, then K programs or queries (the plan is short
+    # and the program carries the work; on validation, votes over programs of one plan won);
+    # queries vote on the rows they return
+    shared_plan = grounding in ("program", "sql")
     branch = build_lumos_graph(spec, planned=shared_plan).compile(name=f"lumos-{mode}-branch")
     planner_graph = _plan_only(spec) if shared_plan else None
     # a negative answer counts half a vote for programs (maths), where it was measured
     graph = _self_consistency(branch.with_config(recursion_limit=limit), samples,
                               temperature, seed, planner=planner_graph,
-                              negative_weight=0.5 if shared_plan else 1.0).compile(
+                              negative_weight=0.5 if grounding == "program" else 1.0,
+                              key=rows_key if grounding == "sql" else answer_key).compile(
         checkpointer=checkpointer, name=name or f"lumos-{mode}-x{samples}")
     return graph.with_config(recursion_limit=limit)
 
@@ -227,11 +229,11 @@ def _less(usage: dict[str, Any], spent: dict[str, Any]) -> dict[str, Any]:
 
 def _self_consistency(
     branch: Any, samples: int, temperature: float, seed: int, *, planner: Any = None,
-    negative_weight: float = 1.0,
+    negative_weight: float = 1.0, key: Callable[[str], str] = answer_key,
 ) -> StateGraph:
     """``START -> branch x samples (parallel) -> vote -> END`` around a compiled graph; with
     ``planner`` (a compiled plan-only graph), ``START -> plan -> branch x samples -> vote``, the
-    branches starting from its plan. ``negative_weight``: see :func:`vote`."""
+    branches starting from its plan. ``negative_weight`` and ``key``: see :func:`vote`."""
 
     def fan_out(state: _VotingState) -> list[Send]:
         check_input(state)  # a bad input is the user's mistake, raised before any model runs
@@ -252,7 +254,7 @@ def _self_consistency(
 
     def decide(state: _VotingState) -> dict[str, Any]:
         branches = sorted(state["branches"], key=lambda b: b["n"])
-        chosen, summary = vote(branches, negative_weight=negative_weight)
+        chosen, summary = vote(branches, negative_weight=negative_weight, key=key)
         # the shared plan (subgoals, plan_turns, its usage) is in the state already
         shared = ("subgoals", "plan_turns", "logprob") if planner is not None else ()
         winner = {k: v for k, v in branches[chosen].items()

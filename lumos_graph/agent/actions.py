@@ -30,10 +30,13 @@ class Value:
         text: the exact form, substituted into later actions (``1/3``).
         display: the human form shown in traces and fed back to the planner
             (``1/3 ≈ 0.333333``); defaults to ``text``.
+        empty: the action found nothing (an SQL query without rows): the SQL grounder then
+            writes its query again, once.
     """
 
     text: str
     display: str = ""
+    empty: bool = False
 
     def shown(self) -> str:
         """The form shown to people and to the planner."""
@@ -201,6 +204,13 @@ class ActionSet(Sequence[Action]):
         code = self.get("Code")
         host = (getattr(code.executor, "host", None) or {}) if code is not None else {}
         return tuple(a for a in self._actions if a.name in host)
+
+    def database_schema(self) -> str | None:
+        """The schema text (tables and sample rows) of this set's ``SQLQuery`` database, read
+        now; ``None`` without an SQL database."""
+        query = self.get("SQLQuery")
+        schema = getattr(query.executor, "schema", None) if query is not None else None
+        return schema() if callable(schema) else None
 
     def listing(self) -> str:
         """The action list text of the grounding prompt (two lines, LUMOS format, then notes)."""

@@ -90,4 +90,6 @@ def run_action(
         return record, {}
     # Like the LUMOS reference, extra values beyond the named outputs are dropped.
     record["result"] = [v.shown() for v in values[: len(call.outputs)]]
+    if any(v.empty for v in values[: len(call.outputs)]):
+        record["empty"] = True
     return record, {name: v.text for name, v in zip(call.outputs, values, strict=False)}

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from lumos_graph.agent import protocol as p
 
-__all__ = ["ground_grammar", "plan_grammar", "program_grammar"]
+__all__ = ["ground_grammar", "plan_grammar", "program_grammar", "sql_grammar"]
 
 # One subgoal's text: anything on the line but the item separator.
 _TEXT = 'text ::= [^;\\n] [^;\\n]*'
@@ -149,4 +149,10 @@ def program_grammar(prefix: str = "") -> str:
     prose before or after it, which a small model otherwise adds at length). ``prefix``: the
     block's fixed first lines (the import line of the user's functions)."""
     return (f"root ::= {_lit(p.PROGRAM_FENCE + prefix)} line line* \"```\"\n"
+            'line ::= [^`\\n]* "\\n"\n')
+
+
+def sql_grammar() -> str:
+    """Grammar of the SQL grounder's reply: one fenced SQL block and nothing else."""
+    return (f"root ::= {_lit(p.SQL_FENCE)} line line* \"```\"\n"
             'line ::= [^`\\n]* "\\n"\n')

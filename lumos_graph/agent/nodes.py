@@ -19,7 +19,7 @@ from lumos_graph.agent import protocol, safeguards
 from lumos_graph.agent.actions import ActionSet
 from lumos_graph.agent.execution import run_action
 from lumos_graph.agent.few_shot_examples import EXAMPLES
-from lumos_graph.agent.grammar import ground_grammar, plan_grammar, program_grammar
+from lumos_graph.agent.grammar import ground_grammar, plan_grammar, program_grammar, sql_grammar
 from lumos_graph.agent.model_calls import ModelReply, call_model
 from lumos_graph.agent.state import ActionRecord, LumosState
 from lumos_graph.errors import ConfigError
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 Mode = Literal["onepass", "iterative"]
-Grounding = Literal["actions", "program"]
+Grounding = Literal["actions", "program", "sql"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ class AgentSpec:
     answerer: BaseChatModel | None = None
     grounding_context: bool = False
     # "actions": LUMOS action lines (R1 = Calculator(...)); "program" (OnePass): the whole plan
-    # grounded as one Python program, run once by the Code action
+    # grounded as one Python program, run once by the Code action; "sql" (OnePass): the whole
+    # plan grounded as one SQL query from the schema and sample rows, run by SQLQuery, with
+    # one corrected attempt after an error or an empty result
     grounding: Grounding = "actions"
 
     def __post_init__(self) -> None:
@@ -84,6 +86,10 @@ class AgentSpec:
             raise ConfigError("program grounding works with mode='onepass' only")
         if self.grounding == "program" and "Code" not in self.actions.names:
             raise ConfigError("program grounding needs the Code action (the maths tools)")
+        if self.grounding == "sql" and self.mode != "onepass":
+            raise ConfigError("SQL grounding works with mode='onepass' only")
+        if self.grounding == "sql" and "SQLQuery" not in self.actions.names:
+            raise ConfigError("SQL grounding needs the SQLQuery action (the sql tools)")
 
 
 # ---- model calls -----------------------------------------------------------------------------
@@ -185,6 +191,8 @@ def ground(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
     subgoals = state["subgoals"]
     if spec.grounding == "program":
         return _ground_program(state, spec, subgoals)
+    if spec.grounding == "sql":
+        return _ground_sql(state, spec, subgoals)
     listing = spec.actions.listing()
     turns = list(state.get("ground_turns", []))
     if spec.mode == "onepass":
@@ -240,6 +248,49 @@ def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str])
                 "actions": [_unparsed(state, spec, exc)]}
     call = protocol.ActionCall((f"R{_next_variable(state)}",), "Code", code)
     return {**update, "pending": [call.render()]}
+
+
+SQL_ATTEMPTS = 2
+"""Queries the SQL grounder writes at most: the first, and one corrected after an error or an
+empty result (the query and what went wrong go back to it in the same conversation)."""
+
+
+def _ground_sql(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> dict[str, Any]:
+    """SQL grounding: the plan as one SQLite query, pending as one ``SQLQuery`` action."""
+    schema = spec.actions.database_schema() or ""
+    turns = list(state.get("ground_turns", []))
+    first = protocol.sql_prompt(schema, state["task"], subgoals)
+    if turns:  # the query before failed or found nothing: it goes back once
+        last = state.get("actions", [])[-1]
+        new = [protocol.sql_retry(last["error"])]
+        prompt = [first[0], *turns, *new]
+    else:
+        new = first[1:]
+        prompt = first
+    grammar = sql_grammar() if spec.use_grammar else None
+    reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 384,
+                       grammar=grammar, sampling=state.get("sampling"))
+    text = reply.text
+    if text is None:
+        return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
+    update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
+                              "ground_turns": [*new, _assistant(text)]}
+    query = protocol.parse_sql(text)
+    if query is None:
+        exc = protocol.ParseError("no SQL query in the reply", text)
+        return {**update, "pending": [], "errors": [str(exc)],
+                "actions": [_unparsed(state, spec, exc)]}
+    call = protocol.ActionCall((f"R{_next_variable(state)}",), "SQLQuery", query)
+    return {**update, "pending": [call.render()]}
+
+
+def _sql_retry(state: LumosState, spec: AgentSpec) -> bool:
+    """SQL grounding: the last query failed or returned no rows, and it may be written again."""
+    records = state.get("actions", [])
+    if spec.grounding != "sql" or not records or not _calls_left(state, spec):
+        return False
+    attempts = sum(t["role"] == "assistant" for t in state.get("ground_turns", []))
+    return attempts < SQL_ATTEMPTS and bool(records[-1]["error"] or records[-1].get("empty"))
 
 
 def execute(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
@@ -357,10 +408,15 @@ def route_after_ground(state: LumosState) -> Literal["execute", "__end__"]:
     return END if state.get("status", "running") != "running" else "execute"
 
 
-def route_after_execute(spec: AgentSpec, state: LumosState) -> Literal["plan", "answer", "__end__"]:
-    """End on a terminal status; Iterative plans again, OnePass answers."""
+def route_after_execute(
+    spec: AgentSpec, state: LumosState
+) -> Literal["plan", "ground", "answer", "__end__"]:
+    """End on a terminal status; a failed or empty SQL query is grounded again once; Iterative
+    plans again, OnePass answers."""
     if state.get("status", "running") != "running":
         return END
+    if _sql_retry(state, spec):
+        return "ground"
     return "plan" if spec.mode == "iterative" else "answer"
 
 

@@ -45,11 +45,14 @@ __all__ = [
     "parse_plan",
     "parse_program",
     "parse_short_answer",
+    "parse_sql",
     "program_import",
     "program_prompt",
     "qa_prompt",
     "render_actions",
     "split_args",
+    "sql_prompt",
+    "sql_retry",
     "substitute",
 ]
 
@@ -178,6 +181,27 @@ PROGRAM_IMPORT = _template("from tools import ${names}\n\n")
 _TOOLS_IMPORT = re.compile(r"from\s+tools\s+import\s+[\w\s,()]+$")
 PROGRAM_FENCE = "```python\n"
 _CODE_BLOCK = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n(?P<code>.*?)(?:```|$)", re.DOTALL)
+
+# Text-to-SQL: the direct baseline's prompt (the standard one: schema with sample rows, then the
+# question) and the SQL grounder's, which adds the plan and may get one corrected attempt.
+SQL_SYSTEM = _template(
+    "You are an expert SQLite programmer. Given a database schema and a question, write one "
+    "SQLite query that answers the question. Reply with the query only, in a ```sql block."
+)
+SQL_TASK = _template(
+    "Database schema, with the first rows of each table:\n\n${schema}\n\n"
+    "Question: ${question}\nWrite one SQLite query that answers the question."
+)
+SQL_PLAN = _template("\nPlan:\n${plan}")
+SQL_FAILED = _template(
+    "The query failed: ${error}\nWrite a corrected SQLite query that answers the question.")
+SQL_EMPTY = _template(
+    "The query returned no rows. Check the tables, the columns and the values against the "
+    "schema and its sample rows, then write the query again, corrected if it was wrong.")
+SQL_FENCE = "```sql\n"
+_SQL_FENCED = re.compile(r"```[ \t]*(?:sql|sqlite)?[ \t]*\n?(?P<query>.*?)(?:```|$)",
+                         re.IGNORECASE | re.DOTALL)
+_SQL_START = re.compile(r"(?<![A-Za-z0-9_])(?:SELECT|WITH)\b", re.IGNORECASE)
 
 # The placeholder in angle brackets is kept on purpose: with worked few-shot replies instead,
 # the default model got 3 of the first 30 maths-test questions right against 8 with this
@@ -370,6 +394,51 @@ def program_prompt(task: str, subgoals: Sequence[str], functions: Sequence[str] 
             _fill(PROGRAM_FUNCTION, doc=doc) for doc in functions))
     return [{"role": "system", "content": _fill(PROGRAM_SYSTEM)},
             {"role": "user", "content": user}]
+
+
+def sql_prompt(schema: str, question: str, subgoals: Sequence[str] = ()) -> list[Turn]:
+    """The text-to-SQL conversation: a system turn, then the schema, the question and, for the
+    SQL grounder, the numbered plan. The schema comes first so that questions on one database
+    share the prompt's prefix."""
+    user = _fill(SQL_TASK, schema=schema.strip(), question=question.strip())
+    if subgoals:
+        plan = "\n".join(_fill(PROGRAM_ITEM, k=str(k), subgoal=s.strip())
+                         for k, s in enumerate(subgoals, 1))
+        head, _, tail = user.rpartition("\n")
+        user = f"{head}{_fill(SQL_PLAN, plan=plan)}\n{tail}"
+    return [{"role": "system", "content": _fill(SQL_SYSTEM)},
+            {"role": "user", "content": user}]
+
+
+def sql_retry(error: str | None) -> Turn:
+    """The user turn that gives a failed (``error``) or empty (``None``) query back once."""
+    text = _fill(SQL_FAILED, error=error.strip()) if error else _fill(SQL_EMPTY)
+    return {"role": "user", "content": text}
+
+
+def parse_sql(text: str) -> str | None:
+    """The query of a text-to-SQL reply: the first ```sql block, else the text from the first
+    ``SELECT``/``WITH``; one statement, without its ``;``. ``None`` when there is no query."""
+    fenced = _SQL_FENCED.search(text)
+    body = fenced.group("query") if fenced and _SQL_START.search(fenced.group("query")) else text
+    start = _SQL_START.search(body)
+    if start is None:
+        return None
+    query = _first_statement(body[start.start():].split("```")[0]).strip()
+    return query or None
+
+
+def _first_statement(text: str) -> str:
+    """``text`` up to its first ``;`` outside quotes (a reply may add a second query)."""
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            return text[:i]
+    return text
 
 
 def program_import(names: Sequence[str]) -> str:

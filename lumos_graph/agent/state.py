@@ -58,6 +58,7 @@ class ActionRecord(TypedDict):
     # AgentTuning's no-progress rule: the same call as an earlier one of the run was not run
     # again; its outputs got the earlier values (``result``), and the model reads so
     duplicate: NotRequired[bool]
+    empty: NotRequired[bool]  # it found nothing (an SQL query without rows)
 
 
 class Sampling(TypedDict):

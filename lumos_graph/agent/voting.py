@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from lumos_graph.agent.state import LumosState, Sample
 
-__all__ = ["answer_key", "vote"]
+__all__ = ["answer_key", "rows_key", "vote"]
 
 _NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
 
@@ -40,15 +40,26 @@ def answer_key(answer: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def vote(branches: Sequence[LumosState], *,
-         negative_weight: float = 1.0) -> tuple[int, list[Sample]]:
-    """The index of the chosen branch and a summary of every branch.
+def rows_key(answer: str) -> str:
+    """The vote key of a query result (SQL grounding): its rows without the header line and in
+    any order, so that two queries that return the same rows agree whatever their column
+    names (execution-guided voting); a single value as :func:`answer_key`."""
+    lines = answer.strip().splitlines()
+    if len(lines) <= 1:
+        return answer_key(answer)
+    return "\n".join(sorted(answer_key(line) for line in lines[1:]))
+
+
+def vote(branches: Sequence[LumosState], *, negative_weight: float = 1.0,
+         key: Callable[[str], str] = answer_key) -> tuple[int, list[Sample]]:
+    """The index of the chosen branch and a summary of every branch (answers compared by
+    ``key``).
 
     Without any answered branch, the first branch (greedy) is chosen: its state says why it
     failed.
     """
     keys = [
-        answer_key(b["answer"]) if b.get("status") == "answered" and b.get("answer") else None
+        key(b["answer"]) if b.get("status") == "answered" and b.get("answer") else None
         for b in branches
     ]
     counts = Counter(k for k in keys if k is not None)

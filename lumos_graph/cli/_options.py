@@ -55,7 +55,7 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
                              "an OpenAI-compatible server: openai:http://host:port/v1[#MODEL] "
                              "(vllm:URL for vLLM) (default: the default model; with only the "
                              "maths tools, with the shipped LUMOS maths adapter)")
-    parser.add_argument("--grounding", choices=("actions", "program"), default=None,
+    parser.add_argument("--grounding", choices=("actions", "program", "sql"), default=None,
                         help="ground into LUMOS action lines, or (onepass, maths) into one Python "
                              "program run by Code (default: program for the default model with "
                              "only the maths tools in onepass, the winner on maths-val; actions "

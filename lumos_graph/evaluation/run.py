@@ -210,8 +210,11 @@ class _Agents:
                 model = o.lumos_maths_model
             # lumos-program: the plain model plans (few-shot) and writes the programs, voted
             # on as in the default agent
-            return create_lumos_agent(model, actions=tools, mode=mode,
-                                      grounding="program" if program else "actions",
+            grounding = "actions"
+            if program:  # one program of the plan: Python with Code, else SQL with SQLQuery
+                sql = tools is not None and "Code" not in tools.names and "SQLQuery" in tools.names
+                grounding = "sql" if sql else "program"
+            return create_lumos_agent(model, actions=tools, mode=mode, grounding=grounding,
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals,
                                       samples=agent_samples(agent, o))

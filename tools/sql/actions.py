@@ -102,9 +102,14 @@ def sql_actions(
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
     database = _open(db, allow_writes=allow_writes, timeout=float(timeout))
     tools = _SQLTools(database, max_rows=max_rows, timeout=float(timeout))
+
+    def query(text: str) -> Value:
+        return tools.query(text)
+
+    query.schema = tools.schema  # type: ignore[attr-defined]  # the SQL grounder's prompt
     return ActionSet(
         [
-            Action("SQLQuery", "Run an SQL query on the database", ("query",), tools.query),
+            Action("SQLQuery", "Run an SQL query on the database", ("query",), query),
             Action("ListTables", "List the tables of the database", ("database",), tools.tables),
             Action("DescribeTable", "Show the columns of a table", ("table",), tools.describe),
         ],
@@ -143,7 +148,7 @@ class _SQLTools:
             rows = self.database.run(query, max_rows=self.max_rows)
         except QueryFailure as failure:
             raise ToolError(self._explain(failure, query)) from None
-        return Value(render_rows(rows))
+        return Value(render_rows(rows), empty=not rows.rows)
 
     def _explain(self, failure: QueryFailure, query: str) -> str:
         names: list[str] = []
@@ -163,6 +168,13 @@ class _SQLTools:
             table_names=names,
             mentioned_tables=described,
         )
+
+    def schema(self) -> str:
+        """Every table's ``CREATE TABLE`` line and first rows (the text-to-SQL prompt's
+        database, :func:`~.samples.schema_with_samples`)."""
+        from lumos_graph.tools.sql.samples import render_schema  # samples imports this module
+
+        return render_schema(self.database)
 
     def tables(self, _database: str = "") -> str:
         """ListTables(database): the table and view names (the argument is ignored)."""

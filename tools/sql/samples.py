@@ -26,7 +26,7 @@ from lumos_graph.tools.sql._base import Database, QueryFailure, Table
 from lumos_graph.tools.sql._text import render_cell, render_column
 from lumos_graph.tools.sql.actions import _open
 
-__all__ = ["schema_with_samples"]
+__all__ = ["render_schema", "schema_with_samples"]
 
 SAMPLE_CELL_CHARS = 40
 """A sample cell longer than this is cut (with ``…``): the rows show what values look like."""
@@ -56,7 +56,16 @@ def schema_with_samples(
     Raises:
         ConfigError: a missing or unreadable database, before any model runs.
     """
-    database = _open(db, allow_writes=False, timeout=timeout)
+    return render_schema(_open(db, allow_writes=False, timeout=timeout), rows=rows,
+                         max_chars=max_chars)
+
+
+def render_schema(database: Database, *, rows: int = 3, max_chars: int = 6000) -> str:
+    """:func:`schema_with_samples` of a database already open (the SQL actions' own).
+
+    Raises:
+        ConfigError: the table list cannot be read.
+    """
     try:
         names = database.table_names()
     except QueryFailure as failure:
