@@ -24,8 +24,8 @@ from langchain_core.tools import BaseTool
 from lumos_graph.agent.actions import Action, ActionSet
 from lumos_graph.errors import ConfigError
 
-__all__ = ["TOOL_SETS", "ToolLike", "create_actions", "is_maths_only", "parse_tool_names",
-           "runs_in_code"]
+__all__ = ["SQL_ACTIONS", "TOOL_SETS", "ToolLike", "create_actions", "is_maths_only",
+           "is_sql_only", "parse_tool_names", "runs_in_code"]
 
 TOOL_SETS = ("maths", "qa", "sql", "vqa")
 ToolLike = str | Action | BaseTool | Callable[..., Any]
@@ -58,6 +58,21 @@ def is_maths_only(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
     if isinstance(actions, str):
         return parse_tool_names(actions) == ["maths"]
     return len(actions) == 1 and isinstance(actions[0], str) and actions[0].strip() == "maths"
+
+
+SQL_ACTIONS = ("SQLQuery", "ListTables", "DescribeTable")
+
+
+def is_sql_only(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:
+    """Whether ``actions`` are the ``sql`` tool set alone (an :class:`ActionSet` counts when it
+    has ``SQLQuery`` and nothing but the SQL actions)."""
+    if actions is None:
+        return False
+    if isinstance(actions, ActionSet):
+        return "SQLQuery" in actions.names and set(actions.names) <= set(SQL_ACTIONS)
+    if isinstance(actions, str):
+        return parse_tool_names(actions) == ["sql"]
+    return len(actions) == 1 and isinstance(actions[0], str) and actions[0].strip() == "sql"
 
 
 def runs_in_code(actions: ActionSet | str | Sequence[ToolLike] | None) -> bool:

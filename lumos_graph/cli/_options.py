@@ -56,9 +56,10 @@ def add_agent_options(parser: argparse.ArgumentParser, *, images: bool = False) 
                              "(vllm:URL for vLLM) (default: the default model; with only the "
                              "maths tools, with the shipped LUMOS maths adapter)")
     parser.add_argument("--grounding", choices=("actions", "program", "sql"), default=None,
-                        help="ground into LUMOS action lines, or (onepass, maths) into one Python "
-                             "program run by Code (default: program for the default model with "
-                             "only the maths tools in onepass, the winner on maths-val; actions "
+                        help="ground into LUMOS action lines, or (onepass) into one Python "
+                             "program run by Code (maths) or one SQL query (sql) (default for "
+                             "the default model in onepass: program with only the maths tools, "
+                             "sql with only the sql tools, the winners on validation; actions "
                              "otherwise)")
     parser.add_argument("--planner-model", default=None, help="a different model for planning")
     parser.add_argument("--grounder-model", default=None, help="a different model for grounding")

@@ -98,14 +98,15 @@ def test_a_reply_without_a_query_is_recorded_not_raised(pets: Path) -> None:
 
 
 def test_branches_vote_on_the_rows_whatever_the_column_names(pets: Path) -> None:
+    # branches run in parallel and take the scripted replies in any order: the outcome must
+    # not depend on which branch wrote which query
     lines = [fenced("SELECT kind AS k FROM pet WHERE age > 3 ORDER BY k"),
              fenced("SELECT kind FROM pet WHERE age > 3"),
-             fenced("SELECT kind FROM pet WHERE age > 100"),
-             fenced("SELECT kind FROM pet WHERE age > 100")]
+             fenced("SELECT kind FROM pet WHERE age > 6")]
     graph, _ = agent(pets, lines, samples=3)
     out = graph.invoke({"task": "Which kinds are older than 3?"})
-    votes = [s["votes"] for s in out["samples"]]
-    assert votes[:2] == [2, 2]  # same rows in another order, under another column name
+    assert sorted(s["votes"] for s in out["samples"]) == [1, 2, 2]
+    assert sorted(out["answer"].splitlines()[1:]) == ["cat", "dog", "dog"]
 
 
 def test_rows_key_ignores_the_header_and_the_order() -> None:

@@ -48,14 +48,12 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from lumos_graph.agent.actions import Action, ActionSet, Value
 from lumos_graph.errors import ConfigError, ToolError
-from lumos_graph.tools.sql._alchemy import AlchemyDatabase  # imports SQLAlchemy only when used
 from lumos_graph.tools.sql._base import Database, QueryFailure, Table, clean_identifier, find_table
 from lumos_graph.tools.sql._lex import unwrap_query
-from lumos_graph.tools.sql._sqlite import SQLiteDatabase
+from lumos_graph.tools.sql._open import open_database
 from lumos_graph.tools.sql._text import (
     failure_text,
     mentioned_names,
@@ -66,6 +64,7 @@ from lumos_graph.tools.sql._text import (
     schema_notes,
     unknown_table_text,
 )
+from lumos_graph.tools.sql.samples import render_schema
 
 __all__ = ["sql_actions"]
 
@@ -100,7 +99,7 @@ def sql_actions(
         or not (timeout > 0 and math.isfinite(timeout))
     ):
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    database = _open(db, allow_writes=allow_writes, timeout=float(timeout))
+    database = open_database(db, allow_writes=allow_writes, timeout=float(timeout))
     tools = _SQLTools(database, max_rows=max_rows, timeout=float(timeout))
 
     def query(text: str) -> Value:
@@ -115,14 +114,6 @@ def sql_actions(
         ],
         notes=tools.notes(),
     )
-
-
-def _open(db: str | os.PathLike[str], *, allow_writes: bool, timeout: float) -> Database:
-    if isinstance(db, str) and "://" in db:
-        return AlchemyDatabase(db, allow_writes=allow_writes, timeout=timeout)
-    if not isinstance(db, str | os.PathLike):
-        raise ConfigError(f"db must be a file path or a database URL, got {db!r}")
-    return SQLiteDatabase(Path(db), allow_writes=allow_writes, timeout=timeout)
 
 
 class _SQLTools:
@@ -172,8 +163,6 @@ class _SQLTools:
     def schema(self) -> str:
         """Every table's ``CREATE TABLE`` line and first rows (the text-to-SQL prompt's
         database, :func:`~.samples.schema_with_samples`)."""
-        from lumos_graph.tools.sql.samples import render_schema  # samples imports this module
-
         return render_schema(self.database)
 
     def tables(self, _database: str = "") -> str:

@@ -23,8 +23,8 @@ import os
 
 from lumos_graph.errors import ConfigError
 from lumos_graph.tools.sql._base import Database, QueryFailure, Table
+from lumos_graph.tools.sql._open import open_database
 from lumos_graph.tools.sql._text import render_cell, render_column
-from lumos_graph.tools.sql.actions import _open
 
 __all__ = ["render_schema", "schema_with_samples"]
 
@@ -56,7 +56,7 @@ def schema_with_samples(
     Raises:
         ConfigError: a missing or unreadable database, before any model runs.
     """
-    return render_schema(_open(db, allow_writes=False, timeout=timeout), rows=rows,
+    return render_schema(open_database(db, allow_writes=False, timeout=timeout), rows=rows,
                          max_chars=max_chars)
 
 
