@@ -327,10 +327,17 @@ def default_grounding(
 PROGRAM_SAMPLES = 6
 
 
+# The default SQL agent's: one greedy query and four sampled ones, voting on their rows. On a
+# Chinook validation set of 48 questions (not Spider's databases) five queries were right on
+# 36, one greedy query on 33, direct text-to-SQL on 32.
+SQL_SAMPLES = 5
+
+
 def default_samples(default_grounding_chosen: str | None) -> int:
     """Branches of the default agent: :data:`PROGRAM_SAMPLES` when the default grounding
-    (:func:`default_grounding`) chose programs, else 1. An explicit ``grounding`` gets 1."""
-    return PROGRAM_SAMPLES if default_grounding_chosen == "program" else 1
+    (:func:`default_grounding`) chose programs, :data:`SQL_SAMPLES` when it chose SQL, else
+    1. An explicit ``grounding`` gets 1."""
+    return {"program": PROGRAM_SAMPLES, "sql": SQL_SAMPLES}.get(default_grounding_chosen or "", 1)
 
 
 def _resolve_default(model: BaseChatModel | str | None, maths_only: bool) -> BaseChatModel | str:

@@ -103,6 +103,8 @@ def test_the_readme_sql_demo_prints_what_the_database_says(chinook: Path,
     assert doc["status"] == "answered", doc["reason"]
     assert numeric_match(doc["answer"], str(truth)), (doc["answer"], truth, doc["actions"])
     assert result.returncode == 0
+    # the default SQL agent grounds the plan into queries written from the schema prompt
+    assert doc["actions"] and {a["tool"] for a in doc["actions"]} == {"SQLQuery"}
 
 
 @pytest.mark.model

@@ -217,7 +217,8 @@ class _Agents:
             return create_lumos_agent(model, actions=tools, mode=mode, grounding=grounding,
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals,
-                                      samples=agent_samples(agent, o))
+                                      samples=agent_samples(
+                                          agent, o, ["sql"] if grounding == "sql" else ()))
         if agent == "alpha-umi":
             from lumos_graph.graphs.alpha_umi import create_alpha_umi_agent
 
@@ -379,17 +380,20 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def agent_samples(agent: str, options: EvalOptions) -> int | None:
+def agent_samples(agent: str, options: EvalOptions, kinds: Sequence[str] = ()) -> int | None:
     """Self-consistency branches of ``agent`` in this run (None: the agent does not vote):
-    ``--samples`` when given, else the default agent's for ``lumos-program`` and 1 for the
-    other LUMOS agents."""
+    ``--samples`` when given, else the default agent's for ``lumos-program`` (the SQL agent's
+    on a set of ``sql`` items only, else the maths program agent's) and 1 for the other LUMOS
+    agents."""
     from lumos_graph.graphs.lumos import default_samples
 
     if not agent.startswith("lumos-"):
         return None
     if options.samples is not None:
         return options.samples
-    return default_samples("program" if agent == "lumos-program" else None)
+    if agent != "lumos-program":
+        return 1
+    return default_samples("sql" if kinds and set(kinds) == {"sql"} else "program")
 
 
 def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -467,9 +471,10 @@ def run_eval(
                           f"choose from {', '.join(AGENTS)}")
     out = out or default_out_dir(dataset, model_name)
     options = options or EvalOptions()
+    kinds = sorted({str(item.get("kind", "")) for item in items})
     _check_manifest(out, {"dataset": dataset, "model": model_name, "agents": list(agents),
                           "n": len(items),
-                          "samples": {a: agent_samples(a, options) for a in agents}})
+                          "samples": {a: agent_samples(a, options, kinds) for a in agents}})
     runner = _Agents(model, options)
     files = {a: out / "trajectories" / f"{a}.jsonl" for a in agents}
     done = {a: _read_done(files[a]) for a in agents}
