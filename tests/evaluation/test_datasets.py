@@ -63,7 +63,7 @@ def test_every_built_in_is_listed_with_a_split_and_a_kind() -> None:
     infos = {info.name: info for info in list_datasets()}
     assert list(infos) == ["maths-dev", "maths-val", "maths-wide-val", "maths-test",
                            "strategyqa-dev", "strategyqa-test",
-                           "spider-dev", "easy-vqa-dev", "easy-vqa-test", "gsm8k-test",
+                           "chinook-val", "spider-dev", "easy-vqa-dev", "easy-vqa-test", "gsm8k-test",
                            "svamp-test", "hotpotqa-dev", "hotpotqa-distractor-dev"]
     for info in infos.values():
         assert info.split in ("dev", "val", "test") and info.name.endswith(info.split)
@@ -163,6 +163,18 @@ def test_spider_dev_gold_queries_run_on_the_converted_databases() -> None:
     assert empty == 3  # right queries whose answer is empty on this data (see test_sql_tools)
     [kyle] = [i for i in items if "Kyle" in i["question"]]
     assert query_rows(kyle["db"], kyle["answer"]) == [("Jordan",)]
+
+
+def test_chinook_val_gold_queries_run_on_the_sample_database() -> None:
+    items = load_or_skip("chinook-val")
+    assert len(items) == 48 and len({i["id"] for i in items}) == 48
+    assert len({i["question"] for i in items}) == 48
+    for item in items:
+        assert item["kind"] == "sql" and Path(item["db"]).name == "chinook.sqlite"
+        assert query_rows(item["db"], item["answer"]), item["id"]  # every gold has rows
+        assert execution_match(item["answer"], item["answer"], item["db"])
+    [count] = [i for i in items if "longer than 300000" in i["question"]]
+    assert query_rows(count["db"], count["answer"]) == [(1069,)]
 
 
 # ---- easy-VQA -----------------------------------------------------------------------------------
