@@ -8,7 +8,7 @@ caps bound every loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -234,19 +234,32 @@ def _ground_program(state: LumosState, spec: AgentSpec, subgoals: Sequence[str])
     names = [a.name for a in functions]
     prompt = protocol.program_prompt(state["task"], subgoals, [a.doc for a in functions])
     grammar = program_grammar(protocol.program_import(names)) if spec.use_grammar else None
-    reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 512,
-                       grammar=grammar, sampling=state.get("sampling"))
+    return _ground_one(state, spec, prompt, prompt[-1:], grammar, max_tokens=512, tool="Code",
+                       parse=lambda text: protocol.drop_import(protocol.parse_program(text),
+                                                               names))
+
+
+def _ground_one(
+    state: LumosState, spec: AgentSpec, prompt: list[dict[str, str]],
+    new: list[dict[str, str]], grammar: str | None, *, max_tokens: int, tool: str,
+    parse: Callable[[str], str],
+) -> dict[str, Any]:
+    """Program and SQL grounding: one reply, parsed into the argument of one pending ``tool``
+    action; ``new`` are the prompt's turns this call adds to ``ground_turns``."""
+    reply = call_model(spec.grounder, prompt, stop=None,
+                       max_tokens=spec.caps.max_tokens or max_tokens, grammar=grammar,
+                       sampling=state.get("sampling"))
     text = reply.text
     if text is None:
         return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
     update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
-                              "ground_turns": [prompt[-1], _assistant(text)]}
+                              "ground_turns": [*new, _assistant(text)]}
     try:
-        code = protocol.drop_import(protocol.parse_program(text), names)
+        argument = parse(text)
     except protocol.ParseError as exc:
         return {**update, "pending": [], "errors": [str(exc)],
                 "actions": [_unparsed(state, spec, exc)]}
-    call = protocol.ActionCall((f"R{_next_variable(state)}",), "Code", code)
+    call = protocol.ActionCall((f"R{_next_variable(state)}",), tool, argument)
     return {**update, "pending": [call.render()]}
 
 
@@ -268,20 +281,16 @@ def _ground_sql(state: LumosState, spec: AgentSpec, subgoals: Sequence[str]) -> 
         new = first[1:]
         prompt = first
     grammar = sql_grammar() if spec.use_grammar else None
-    reply = call_model(spec.grounder, prompt, stop=None, max_tokens=spec.caps.max_tokens or 384,
-                       grammar=grammar, sampling=state.get("sampling"))
-    text = reply.text
-    if text is None:
-        return {"usage": reply.usage, **_end("failed", f"the grounder failed: {reply.error}")}
-    update: dict[str, Any] = {"usage": reply.usage, "logprob": reply.logprob,
-                              "ground_turns": [*new, _assistant(text)]}
+    return _ground_one(state, spec, prompt, new, grammar, max_tokens=384, tool="SQLQuery",
+                       parse=_sql_query)
+
+
+def _sql_query(text: str) -> str:
+    """The query of the SQL grounder's reply; :class:`~.protocol.ParseError` without one."""
     query = protocol.parse_sql(text)
     if query is None:
-        exc = protocol.ParseError("no SQL query in the reply", text)
-        return {**update, "pending": [], "errors": [str(exc)],
-                "actions": [_unparsed(state, spec, exc)]}
-    call = protocol.ActionCall((f"R{_next_variable(state)}",), "SQLQuery", query)
-    return {**update, "pending": [call.render()]}
+        raise protocol.ParseError("no SQL query in the reply", text)
+    return query
 
 
 def _sql_retry(state: LumosState, spec: AgentSpec) -> bool:

@@ -201,7 +201,7 @@ class _Agents:
         o = self.options
         if agent.startswith("lumos-"):
             from lumos_graph.graphs.lumos import create_lumos_agent
-            from lumos_graph.tools.toolsets import is_maths_only
+            from lumos_graph.tools.toolsets import is_maths_only, is_sql_only
 
             mode = "iterative" if agent == "lumos-iterative" else "onepass"
             program = agent == "lumos-program"
@@ -212,8 +212,7 @@ class _Agents:
             # on as in the default agent
             grounding = "actions"
             if program:  # one program of the plan: Python with Code, else SQL with SQLQuery
-                sql = tools is not None and "Code" not in tools.names and "SQLQuery" in tools.names
-                grounding = "sql" if sql else "program"
+                grounding = "sql" if is_sql_only(tools) else "program"
             return create_lumos_agent(model, actions=tools, mode=mode, grounding=grounding,
                                       max_model_calls=o.max_model_calls,
                                       max_subgoals=o.max_subgoals,
