@@ -161,7 +161,9 @@ def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
                               "plan_turns": [*new, _assistant(text)]}
     try:
         if spec.mode == "onepass":
-            subgoals = [s.text for s in protocol.parse_plan(text)]
+            # a subgoal written twice word for word adds nothing; a small model's copy of it
+            # is done twice by the program or the action line
+            subgoals = list(dict.fromkeys(s.text for s in protocol.parse_plan(text)))
             if len(subgoals) > spec.caps.max_subgoals:
                 return {**update, **_cap(f"the plan has {len(subgoals)} subgoals, over the cap")}
             return {**update, "subgoals": subgoals}

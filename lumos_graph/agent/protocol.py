@@ -233,6 +233,15 @@ SYSTEM = {
         "examples."
     ),
 }
+# The OnePass planner writes the whole plan at once and copied the examples' closing steps
+# (Leah's "money left" into a question that asked for a total); measured on maths-wide-val
+# (no change, 26/70 either way) and chinook-val (36 -> 37 of 48), so it is said in OnePass only.
+ONEPASS_PLAN_SYSTEM = _template(
+    "You are the planning module of a LUMOS agent. Break the task into subgoals that simple "
+    "tools (a calculator, an equation solver) can carry out. Write only the subgoals the task "
+    "itself needs: the examples show the format, not the steps. Reply with exactly one line "
+    "in the format of the examples."
+)
 
 
 # ---- few-shot examples for instruct models ---------------------------------------------------
@@ -327,7 +336,8 @@ def few_shot(
     tasks to draw from (:data:`lumos_graph.agent.few_shot_examples.EXAMPLES`): passed in, so
     the data module may build on this one without an import circle.
     """
-    turns: list[Turn] = [{"role": "system", "content": _fill(SYSTEM[module])}]
+    system = ONEPASS_PLAN_SYSTEM if (module, mode) == ("plan", "onepass") else SYSTEM[module]
+    turns: list[Turn] = [{"role": "system", "content": _fill(system)}]
     usable = [ex for ex in examples if ex.tools <= tools]
     domain = [ex for ex in usable if ex.tools - _MATHS_TOOLS]
     usable = domain or usable  # a QA/SQL/VQA task is shown only its own domain's examples

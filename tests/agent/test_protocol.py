@@ -156,6 +156,19 @@ def test_few_shot_iterative_planner_conversation() -> None:
     assert not any("sum of two numbers" in t["content"] for t in turns)
 
 
+def test_only_the_onepass_planner_is_told_the_examples_show_the_format_not_the_steps() -> None:
+    # the OnePass planner copied Leah's closing "money left" subgoal into unrelated plans
+    def system(module: str, mode: str) -> str:
+        turns = p.few_shot(module, mode, "L", {"Calculator"}, examples=EXAMPLES)  # type: ignore[arg-type]
+        return turns[0]["content"]
+
+    note = "the examples show the format, not the steps"
+    assert note in system("plan", "onepass")
+    assert note not in system("plan", "iterative")  # measured in OnePass only
+    assert note not in system("ground", "onepass")
+    assert system("plan", "onepass").startswith(system("plan", "iterative").split(" Reply")[0])
+
+
 def test_few_shot_examples_parse_with_our_own_parser() -> None:
     tools = {"Calculator", "SetEquation", "SolveEquation"}
     for mode in ("onepass", "iterative"):

@@ -26,6 +26,14 @@ def test_onepass_plans_grounds_executes_and_answers() -> None:
     assert out["usage"]["model_calls"] == 2
 
 
+def test_a_onepass_subgoal_written_twice_word_for_word_is_grounded_once() -> None:
+    out = run(["Subgoal 1: Add 2 and 3; Subgoal 2: Double it; Subgoal 3: Double it"],
+              ["R1 = Add(2, 3); R2 = Double(R1)"], mode="onepass")
+    assert out["subgoals"] == ["Add 2 and 3", "Double it"]
+    assert "Subgoal 3" not in out["ground_turns"][0]["content"]
+    assert out["answer"] == "10"
+
+
 def test_iterative_feeds_each_result_back_until_stop() -> None:
     out = run(["Subgoal 1: Add 2 and 3.", "No, I will keep planning. Subgoal 2: Double it.",
                "Yes, I will stop planning."],
