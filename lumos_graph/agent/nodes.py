@@ -181,8 +181,12 @@ def plan(state: LumosState, spec: AgentSpec) -> dict[str, Any]:
             f"subgoal cap ({spec.caps.max_subgoals}) reached before the planner stopped")}
     recent = [*state.get("subgoals", [])[-(spec.caps.max_repeats - 1):], decision.subgoal.text]
     if len(recent) >= spec.caps.max_repeats and len(set(recent)) == 1:
-        return {**update, **_end(
-            "failed", f"the planner repeated the same subgoal {spec.caps.max_repeats} times")}
+        stuck = f"the planner repeated the same subgoal {spec.caps.max_repeats} times"
+        if spec.answerer is not None and _findings(state.get("actions", [])):
+            # LUMOS QA: planning stops and the answer step reads what was found so far; the
+            # repeated subgoal is not grounded again (the reason says so)
+            return {**update, "planning_done": True, "stop_note": stuck}
+        return {**update, **_end("failed", stuck)}
     return {**update, "subgoals": [decision.subgoal.text]}
 
 
@@ -378,8 +382,11 @@ def _answer_from_findings(
     final = protocol.parse_short_answer(reply.text)
     if final is None:
         return {"usage": reply.usage, **_end("failed", "the findings do not answer the task")}
+    reason = "answered from the intermediate results"
+    if state.get("stop_note"):
+        reason += f" ({state['stop_note']}; planning stopped there)"
     return {"usage": reply.usage, "logprob": reply.logprob, "status": "answered",
-            "answer": final, "reason": "answered from the intermediate results"}
+            "answer": final, "reason": reason}
 
 
 def _findings(records: Sequence[ActionRecord]) -> list[tuple[str, str]]:

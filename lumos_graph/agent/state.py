@@ -107,6 +107,7 @@ class LumosState(TypedDict, total=False):
     errors: Annotated[list[str], operator.add]
     usage: Annotated[Usage, add_usage]
     planning_done: bool  # the iterative planner said "Yes, I will stop planning."
+    stop_note: str  # why planning stopped without that decision (the answer's reason says it)
     status: Status
     reason: str
     answer: str | None

@@ -6,6 +6,8 @@ from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
 
+from lumos_graph.agent.actions import Action, ActionSet
+from lumos_graph.errors import ToolError
 from lumos_graph.graphs.lumos import create_lumos_agent
 from tests.fakes import scripted, toy_actions
 
@@ -190,6 +192,37 @@ def test_our_trained_modules_are_told_their_module_and_formulation() -> None:
             assert [m.type for m in first] == ["system", "human"]
             assert first[0].content.startswith(
                 f"You are the {module} module of a LUMOS agent, {label} formulation")
+
+
+def test_a_qa_planner_that_repeats_a_subgoal_stops_and_the_answer_reads_the_findings() -> None:
+    # LUMOS QA (a QA action, so an answer step): three identical subgoals stop planning, as
+    # above, but what the earlier subgoals found is still read and the reason says why
+    qa = ActionSet([Action("QA", "Answer a question", ("question",), lambda q: "yes")])
+    planner = ["Subgoal 1: Ask."] + [
+        f"No, I will keep planning. Subgoal {k}: Ask." for k in range(2, 10)]
+    grounder = ["R1 = QA(Is it?)", "R2 = QA(Is it?)", "Yes"]
+    agent = create_lumos_agent(planner=scripted(planner), grounder=scripted(grounder),
+                               actions=qa, mode="iterative")
+    out = agent.invoke({"task": "Is it?"})
+    assert (out["status"], out["answer"]) == ("answered", "Yes")
+    assert out["reason"] == ("answered from the intermediate results (the planner repeated the "
+                             "same subgoal 3 times; planning stopped there)")
+    assert len(out["subgoals"]) == 2 and out["usage"]["model_calls"] == 6
+
+
+def test_a_qa_planner_that_repeats_a_subgoal_before_finding_anything_fails() -> None:
+    def unanswerable(question: str) -> str:
+        raise ToolError("no passage answers it")
+
+    qa = ActionSet([Action("QA", "Answer a question", ("question",), unanswerable)])
+    planner = ["Subgoal 1: Ask."] + [
+        f"No, I will keep planning. Subgoal {k}: Ask." for k in range(2, 10)]
+    agent = create_lumos_agent(planner=scripted(planner),
+                               grounder=scripted(["R1 = QA(Is it?)", "R2 = QA(Is it?)"]),
+                               actions=qa, mode="iterative")
+    out = agent.invoke({"task": "Is it?"})
+    assert (out["status"], out["reason"]) == (
+        "failed", "the planner repeated the same subgoal 3 times")
 
 
 def test_checkpointer_threads_and_stream_updates() -> None:
