@@ -220,12 +220,11 @@ FILLED_PLACEHOLDER = re.compile(r"<\s*a short answer\s*:\s*(?P<value>[^<>]*?[^<>
                                 re.IGNORECASE)
 PLACEHOLDER = re.compile(r"<[^<>]*>|\[[^\[\]]*answer[^\[\]]*\]", re.IGNORECASE)
 CONCLUSION = re.compile(r"^(?:therefore|so|thus|hence)\b[,:]?\s*(?P<answer>.+)$", re.IGNORECASE)
+_PLAN_ROLE = ("You are the planning module of a LUMOS agent. Break the task into subgoals that "
+              "simple tools (a calculator, an equation solver) can carry out.")
+_PLAN_REPLY = "Reply with exactly one line in the format of the examples."
 SYSTEM = {
-    "plan": _template(
-        "You are the planning module of a LUMOS agent. Break the task into subgoals that "
-        "simple tools (a calculator, an equation solver) can carry out. Reply with exactly one "
-        "line in the format of the examples."
-    ),
+    "plan": _template(f"{_PLAN_ROLE} {_PLAN_REPLY}"),
     "ground": _template(
         "You are the grounding module of a LUMOS agent. Turn subgoals into actions from the "
         "available action list, written as R1 = Action(arguments); later actions use earlier "
@@ -237,11 +236,8 @@ SYSTEM = {
 # (Leah's "money left" into a question that asked for a total); measured on maths-wide-val
 # (no change, 26/70 either way) and chinook-val (36 -> 37 of 48), so it is said in OnePass only.
 ONEPASS_PLAN_SYSTEM = _template(
-    "You are the planning module of a LUMOS agent. Break the task into subgoals that simple "
-    "tools (a calculator, an equation solver) can carry out. Write only the subgoals the task "
-    "itself needs: the examples show the format, not the steps. Reply with exactly one line "
-    "in the format of the examples."
-)
+    f"{_PLAN_ROLE} Write only the subgoals the task itself needs: the examples show the format, "
+    f"not the steps. {_PLAN_REPLY}")
 
 
 # ---- few-shot examples for instruct models ---------------------------------------------------
